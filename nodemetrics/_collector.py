@@ -1,0 +1,724 @@
+"""The collector: where every node's numbers are recorded and read."""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+import threading
+import weakref
+
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from loguru import logger
+
+from ._classify import ErrorCategory, classify_error
+from ._metrics import EMPTY, NodeMetrics, unchecked_metrics
+from ._track import Tracker
+from ._window import RollingWindow
+
+
+if TYPE_CHECKING:
+    import tenacity
+
+#: The node that recordings for new names are folded into past ``max_nodes``.
+OVERFLOW_NODE = "__overflow__"
+
+Classifier = Callable[[BaseException], "ErrorCategory | str | None"]
+ThresholdCallback = Callable[[str, float], object]
+
+# What a recording does, as stored in the pending queue: -1 is a success,
+# 0-3 a failure of that category, then a retry and a cancellation.
+_SUCCESS = -1
+_RETRY = 4
+_CANCEL = 5
+_CATEGORIES = (
+    ErrorCategory.TIMEOUT,
+    ErrorCategory.VALIDATION,
+    ErrorCategory.NETWORK,
+    ErrorCategory.OTHER,
+)
+_CATEGORY_INDEX: dict[str, int] = {c.value: i for i, c in enumerate(_CATEGORIES)}
+_OTHER = _CATEGORY_INDEX["other"]
+_INF = math.inf
+
+# Queueing a recording is cheaper than applying one, so a recorder that finds
+# the lock held could outrun its holder forever. Past this many queued
+# recordings a recorder waits for the lock instead (and then helps drain).
+_BACKLOG = 1_000
+# ...but never longer than this: a recorder that waits this long is almost
+# surely a signal handler or finalizer that interrupted the holder in its own
+# thread, and waiting on would deadlock. It leaves its recording queued.
+_BACKLOG_WAIT_S = 0.05
+
+
+def check_node(node: object, argument: str = "node") -> str:
+    """
+    Return *node* if it is a valid node name, else raise naming *argument*.
+
+    Raises:
+        TypeError: *node* is not a str.
+        ValueError: *node* is empty.
+    """
+    if not isinstance(node, str):
+        msg = f"{argument} must be a str, got {type(node).__name__}"
+        raise TypeError(msg)
+    if not node:
+        msg = f"{argument} must be a non-empty str"
+        raise ValueError(msg)
+    return node
+
+
+def _to_duration(node: str, value: object) -> float:
+    if type(value) is bool or not isinstance(value, numbers.Real):
+        msg = f"duration_ms must be a real number, got {type(value).__name__}"
+        raise TypeError(msg)
+    try:
+        duration = float(value)
+    except (OverflowError, ValueError):
+        msg = f"duration_ms must be finite, got {value!r}"
+        raise ValueError(msg) from None
+    if not math.isfinite(duration):
+        msg = f"duration_ms must be finite, got {value!r}"
+        raise ValueError(msg)
+    if duration < 0.0:
+        logger.bind(node=node).warning(
+            "nodemetrics.negative_duration: node {node!r} got duration_ms={value!r}; "
+            "recorded as 0.0",
+            node=node,
+            value=value,
+        )
+        return 0.0
+    return duration
+
+
+def _category_index(category: object) -> int:
+    try:
+        return _CATEGORY_INDEX[category]  # type: ignore[index]
+    except (KeyError, TypeError):
+        names = ", ".join(repr(c.value) for c in _CATEGORIES)
+        msg = f"category must be an ErrorCategory or one of {names}, got {category!r}"
+        raise ValueError(msg) from None
+
+
+def _non_negative_int(name: str, value: object, minimum: int) -> None:
+    if type(value) is bool or not isinstance(value, int):
+        msg = f"{name} must be an int, got {value!r}"
+        raise TypeError(msg)
+    if value < minimum:
+        msg = f"{name} must be >= {minimum}, got {value!r}"
+        raise ValueError(msg)
+
+
+def _int_at_least(minimum: int) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
+    def validate(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if value is None and attribute.name == "max_nodes":
+            return
+        _non_negative_int(attribute.name, value, minimum)
+
+    return validate
+
+
+def _optional_real(upper: float) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
+    def validate(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if value is None:
+            return
+        if type(value) is bool or not isinstance(value, numbers.Real):
+            msg = f"{attribute.name} must be a real number or None, got {value!r}"
+            raise TypeError(msg)
+        if not 0.0 <= float(value) <= upper or not math.isfinite(value):
+            bound = f"in [0, {upper:g}]" if upper != _INF else "finite and >= 0"
+            msg = f"{attribute.name} must be {bound}, got {value!r}"
+            raise ValueError(msg)
+
+    return validate
+
+
+def _optional_callable(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and not callable(value):
+        msg = f"{attribute.name} must be callable or None, got {value!r}"
+        raise TypeError(msg)
+
+
+class _Node:
+    """The mutable state of one node; only touched under the collector's lock."""
+
+    __slots__ = (
+        "cancelled",
+        "errors",
+        "failure",
+        "last",
+        "latency_armed",
+        "rate_armed",
+        "retries",
+        "snapshot_cache",
+        "success",
+        "total_ms",
+        "window",
+    )
+
+    def __init__(self, window_size: int, count_failures: bool) -> None:
+        self.success = 0
+        self.failure = 0
+        self.retries = 0
+        self.cancelled = 0
+        self.errors = [0, 0, 0, 0]
+        self.last: float | None = None
+        self.total_ms = 0.0
+        self.window = RollingWindow(window_size, count_failures=count_failures)
+        self.rate_armed = True
+        self.latency_armed = True
+        self.snapshot_cache: NodeMetrics | None = None
+
+    def snapshot(self) -> NodeMetrics:
+        # Between two recordings a node's snapshot cannot change; scrapes
+        # read idle nodes over and over.
+        if self.snapshot_cache is not None:
+            return self.snapshot_cache
+        executions = self.success + self.failure
+        # The hot path stores durations as given; +0.0 turns a -0.0 into 0.0.
+        last = None if self.last is None else self.last + 0.0
+        p50, p90, p99 = (
+            None if p is None else p + 0.0 for p in self.window.percentiles(50, 90, 99)
+        )
+        timeout, validation, network, other = self.errors
+        snapshot: NodeMetrics = unchecked_metrics(
+            executions,
+            self.success,
+            self.failure,
+            self.retries,
+            last,
+            self.total_ms / executions if executions else 0.0,
+            p50,
+            p90,
+            p99,
+            timeout,
+            validation,
+            network,
+            other,
+            self.cancelled,
+        )
+        self.snapshot_cache = snapshot
+        return snapshot
+
+
+_Events = list[tuple[Callable[..., object], tuple[Any, ...]]]
+
+_frozen = attrs.setters.frozen
+
+
+@attrs.define(kw_only=True, repr=False, eq=False)
+class NodeMetricsCollector:
+    """
+    Records per-node executions, failures, retries and durations.
+
+    Recording is thread-safe and task-safe: many threads and asyncio tasks may
+    record into one collector at once and no count is lost. Reads return
+    immutable :class:`NodeMetrics` snapshots that are consistent (never torn
+    by a concurrent recording).
+
+    Args:
+        window_size: How many of a node's most recent executions the rolling
+            window holds; percentiles and thresholds are computed over it.
+        classifier: Sorts a failure's exception into an
+            :class:`ErrorCategory` (or its string). Returning ``None`` falls
+            back to :func:`classify_error`, as does a classifier that raises
+            or returns something else (logged).
+        failure_rate_threshold: A failure rate in [0, 1] over the window.
+        latency_threshold_ms: A p99 over the window, in milliseconds.
+        on_failure_rate_threshold: Called as ``(node, rate)`` when a node's
+            failure rate goes from at most *failure_rate_threshold* to above
+            it; once per crossing.
+        on_latency_threshold: Called as ``(node, p99)`` when a node's p99 goes
+            from at most *latency_threshold_ms* to above it; once per
+            crossing.
+        min_samples: Thresholds are evaluated once the window holds at least
+            this many executions.
+        max_nodes: The most distinct node names kept; recordings for further
+            names are folded into the node ``"__overflow__"`` (a warning is
+            logged once). ``None`` keeps every name.
+
+    Raises:
+        TypeError: An option has the wrong type; the message names it.
+        ValueError: An option is out of range; the message names it.
+    """
+
+    window_size: int = attrs.field(default=100, validator=_int_at_least(1), on_setattr=_frozen)
+    classifier: Classifier | None = attrs.field(
+        default=None, validator=_optional_callable, on_setattr=_frozen
+    )
+    failure_rate_threshold: float | None = attrs.field(
+        default=None, validator=_optional_real(1.0), on_setattr=_frozen
+    )
+    latency_threshold_ms: float | None = attrs.field(
+        default=None, validator=_optional_real(_INF), on_setattr=_frozen
+    )
+    on_failure_rate_threshold: ThresholdCallback | None = attrs.field(
+        default=None, validator=_optional_callable, on_setattr=_frozen
+    )
+    on_latency_threshold: ThresholdCallback | None = attrs.field(
+        default=None, validator=_optional_callable, on_setattr=_frozen
+    )
+    min_samples: int = attrs.field(default=10, validator=_int_at_least(1), on_setattr=_frozen)
+    max_nodes: int | None = attrs.field(
+        default=10_000, validator=_int_at_least(1), on_setattr=_frozen
+    )
+
+    _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
+    _pending: deque[tuple[str, float, int]] = attrs.field(init=False, factory=deque)
+    _nodes: dict[str, _Node] = attrs.field(init=False, factory=dict)
+    _watch_rate: bool = attrs.field(init=False, default=False)
+    _watch_latency: bool = attrs.field(init=False, default=False)
+    _watching: bool = attrs.field(init=False, default=False)
+    _overflow_warned: bool = attrs.field(init=False, default=False)
+
+    def __attrs_post_init__(self) -> None:
+        # A threshold without its callback would be work with no result.
+        self._watch_rate = (
+            self.failure_rate_threshold is not None and self.on_failure_rate_threshold is not None
+        )
+        self._watch_latency = (
+            self.latency_threshold_ms is not None and self.on_latency_threshold is not None
+        )
+        self._watching = self._watch_rate or self._watch_latency
+        _LIVE.add(self)
+
+    def __repr__(self) -> str:
+        return f"<NodeMetricsCollector(nodes={len(self._nodes)}, window_size={self.window_size})>"
+
+    # -- recording -----------------------------------------------------------
+
+    def record_success(self, node: str, duration_ms: float) -> None:
+        """
+        Record a successful execution of *node* that took *duration_ms*.
+
+        A negative duration is recorded as 0.0 and logged as a warning.
+
+        Raises:
+            TypeError: *node* is not a str or *duration_ms* not a real number.
+            ValueError: *node* is empty or *duration_ms* is NaN or infinite.
+        """
+        if type(node) is not str or not node:
+            check_node(node)
+        if type(duration_ms) is not float or not 0.0 <= duration_ms < _INF:
+            duration_ms = _to_duration(node, duration_ms)
+        # Every instrumented call ends here, so the common case (the lock is
+        # free, the node known) is _submit and _apply written out in line.
+        lock = self._lock
+        if not lock.acquire(False):
+            self._enqueue((node, duration_ms, _SUCCESS))
+            return
+        try:
+            state = self._nodes.get(node)
+            if state is None:
+                events = self._apply(node, duration_ms, _SUCCESS)
+            else:
+                state.snapshot_cache = None
+                state.success += 1
+                state.last = duration_ms
+                state.total_ms += duration_ms
+                state.window.add(duration_ms, False)
+                events = self._check(node, state) if self._watching else None
+        finally:
+            lock.release()
+        if self._pending:
+            self._drain()
+        if events:
+            _fire(events)
+
+    def record_failure(
+        self,
+        node: str,
+        duration_ms: float,
+        error: BaseException | None = None,
+        category: ErrorCategory | str | None = None,
+    ) -> None:
+        """
+        Record a failed execution of *node* that took *duration_ms*.
+
+        The failure is counted under *category* when given, else under what
+        the collector's classifier (or :func:`classify_error`) makes of
+        *error*, else under ``other``.
+
+        Raises:
+            TypeError: *node* is not a str, *duration_ms* not a real number,
+                or *error* not an exception.
+            ValueError: *node* is empty, *duration_ms* NaN or infinite, or
+                *category* not a category.
+        """
+        if type(node) is not str or not node:
+            check_node(node)
+        if type(duration_ms) is not float or not 0.0 <= duration_ms < _INF:
+            duration_ms = _to_duration(node, duration_ms)
+        if error is not None and not isinstance(error, BaseException):
+            msg = f"error must be an exception or None, got {type(error).__name__}"
+            raise TypeError(msg)
+        if category is not None:
+            kind = _category_index(category)
+        elif error is not None:
+            kind = self._classify(node, error)
+        else:
+            kind = _OTHER
+        self._submit(node, duration_ms, kind)
+
+    def record_retry(self, node: str, attempt_number: int | None = None) -> None:
+        """
+        Record that *node* is being retried; a retry is not an execution.
+
+        Args:
+            node: The node's name.
+            attempt_number: The attempt that failed (1 for the first), as
+                tenacity numbers them; checked, not stored.
+
+        Raises:
+            TypeError: *node* is not a str or *attempt_number* not an int.
+            ValueError: *node* is empty or *attempt_number* < 1.
+        """
+        check_node(node)
+        if attempt_number is not None:
+            _non_negative_int("attempt_number", attempt_number, 1)
+        self._submit(node, 0.0, _RETRY)
+
+    def record_cancellation(self, node: str) -> None:
+        """
+        Record that an execution of *node* was cancelled or interrupted.
+
+        :meth:`track` and :func:`metered` call this when the node is left by a
+        :class:`BaseException` that is not an :class:`Exception`
+        (:class:`asyncio.CancelledError`, :class:`KeyboardInterrupt`, ...). It
+        is not an execution.
+
+        Raises:
+            TypeError: *node* is not a str.
+            ValueError: *node* is empty.
+        """
+        check_node(node)
+        self._submit(node, 0.0, _CANCEL)
+
+    def _classify(self, node: str, error: BaseException) -> int:
+        if self.classifier is not None:
+            try:
+                result = self.classifier(error)
+            except Exception:  # noqa: BLE001 -- user code must not break a node
+                logger.bind(node=node).opt(exception=True).error(
+                    "nodemetrics.classifier_failed: the classifier raised on {error!r}",
+                    error=error,
+                )
+                result = None
+            if result is not None:
+                try:
+                    return _category_index(result)
+                except ValueError:
+                    logger.bind(node=node).warning(
+                        "nodemetrics.classifier_result: the classifier returned {result!r}, "
+                        "not a category; using classify_error()",
+                        result=result,
+                    )
+        return _CATEGORY_INDEX[classify_error(error).value]
+
+    # The heart of thread safety. A recorder never waits for the lock: it
+    # either takes it at once or queues the recording for the holder, which
+    # drains the queue before and after letting go. So a recording from a
+    # signal handler, a finalizer or a GC callback that interrupts a holder in
+    # the same thread cannot deadlock, and threads never convoy on the lock.
+
+    def _submit(self, node: str, value: float, kind: int) -> None:
+        lock = self._lock
+        if lock.acquire(False):
+            try:
+                events = self._apply(node, value, kind)
+            finally:
+                lock.release()
+            if self._pending:
+                self._drain()
+            if events:
+                _fire(events)
+        else:
+            self._enqueue((node, value, kind))
+
+    def _enqueue(self, item: tuple[str, float, int]) -> None:
+        pending = self._pending
+        pending.append(item)
+        lock = self._lock
+        if len(pending) > _BACKLOG and lock.acquire(timeout=_BACKLOG_WAIT_S):
+            try:
+                events = self._apply_pending()
+            finally:
+                lock.release()
+            if events:
+                _fire(events)
+        self._drain()
+
+    def _drain(self) -> None:
+        pending = self._pending
+        lock = self._lock
+        while pending and lock.acquire(False):
+            try:
+                events = self._apply_pending()
+            finally:
+                lock.release()
+            if events:
+                _fire(events)
+
+    def _apply_pending(self) -> _Events | None:
+        # Only what is queued now: recorders in other threads may go on
+        # queueing meanwhile, and a holder that chased them would never leave.
+        pending = self._pending
+        events: _Events | None = None
+        for _ in range(len(pending)):
+            more = self._apply(*pending.popleft())
+            if more:
+                events = more if events is None else events + more
+        return events
+
+    def _apply(self, node: str, value: float, kind: int) -> _Events | None:
+        state = self._nodes.get(node)
+        events = None
+        if state is None:
+            node, state, events = self._add_node(node)
+        state.snapshot_cache = None
+        if kind < _RETRY:
+            if kind < 0:
+                state.success += 1
+            else:
+                state.failure += 1
+                state.errors[kind] += 1
+            state.last = value
+            state.total_ms += value
+            state.window.add(value, kind >= 0)
+            if self._watching:
+                crossed = self._check(node, state)
+                if crossed:
+                    events = crossed if events is None else events + crossed
+        elif kind == _RETRY:
+            state.retries += 1
+        else:
+            state.cancelled += 1
+        return events
+
+    def _add_node(self, node: str) -> tuple[str, _Node, _Events | None]:
+        nodes = self._nodes
+        limit = self.max_nodes
+        if limit is None or len(nodes) < limit + (OVERFLOW_NODE in nodes):
+            state = nodes[node] = _Node(self.window_size, self._watch_rate)
+            return node, state, None
+        overflow = nodes.get(OVERFLOW_NODE)
+        if overflow is None:
+            overflow = nodes[OVERFLOW_NODE] = _Node(self.window_size, self._watch_rate)
+        if self._overflow_warned:
+            return OVERFLOW_NODE, overflow, None
+        self._overflow_warned = True
+        # Logged through _fire, after the lock is released, so that a slow
+        # or re-entrant log sink never runs under it.
+        warn = logger.bind(node=node).warning
+        message = (
+            f"nodemetrics.max_nodes: more than {limit} distinct node names; "
+            f"recordings for new names (first: {node!r}) go to {OVERFLOW_NODE!r}"
+        )
+        return OVERFLOW_NODE, overflow, [(warn, (message,))]
+
+    def _check(self, node: str, state: _Node) -> _Events | None:
+        window = state.window
+        n = len(window)
+        if n < self.min_samples:
+            return None
+        events: _Events | None = None
+        if self._watch_rate:
+            rate = window.failures / n
+            if rate > self.failure_rate_threshold:  # type: ignore[operator]
+                if state.rate_armed:
+                    state.rate_armed = False
+                    events = [(self.on_failure_rate_threshold, (node, rate))]  # type: ignore[list-item]
+            else:
+                state.rate_armed = True
+        if self._watch_latency:
+            (p99,) = window.percentiles(99)
+            if p99 > self.latency_threshold_ms:  # type: ignore[operator]
+                if state.latency_armed:
+                    state.latency_armed = False
+                    event = (self.on_latency_threshold, (node, p99))
+                    events = [event] if events is None else [*events, event]  # type: ignore[list-item]
+            else:
+                state.latency_armed = True
+        return events
+
+    # -- reading -------------------------------------------------------------
+
+    def get_node_metrics(self, node: str) -> NodeMetrics:
+        """
+        Return a snapshot of *node*'s metrics.
+
+        An unknown node gives the empty snapshot: zero counts, ``None``
+        percentiles and last duration, ``avg_execution_ms`` 0.0.
+
+        Raises:
+            TypeError: *node* is not a str.
+            ValueError: *node* is empty.
+        """
+        if type(node) is not str or not node:
+            check_node(node)
+        with self._lock:
+            events = self._apply_pending() if self._pending else None
+            state = self._nodes.get(node)
+            snapshot = EMPTY if state is None else state.snapshot()
+        self._after_read(events)
+        return snapshot
+
+    def get_all_node_metrics(self) -> dict[str, NodeMetrics]:
+        """
+        Return a fresh dict of every recorded node's snapshot, by name.
+
+        All snapshots are taken at one instant, under one lock.
+        """
+        with self._lock:
+            events = self._apply_pending() if self._pending else None
+            snapshots = {node: state.snapshot() for node, state in self._nodes.items()}
+        self._after_read(events)
+        return snapshots
+
+    def reset_node_metrics(self, node: str | None = None) -> None:
+        """
+        Forget *node*'s metrics, or every node's when *node* is ``None``.
+
+        Resetting also re-arms the node's thresholds. An unknown node is no
+        error.
+
+        Raises:
+            TypeError: *node* is neither a str nor ``None``.
+            ValueError: *node* is empty.
+        """
+        if node is not None:
+            check_node(node)
+        with self._lock:
+            events = self._apply_pending() if self._pending else None
+            if node is None:
+                self._nodes.clear()
+            else:
+                self._nodes.pop(node, None)
+        self._after_read(events)
+
+    def _after_read(self, events: _Events | None) -> None:
+        self._drain()
+        if events:
+            _fire(events)
+
+    def to_dict(self) -> dict[str, dict[str, int | float | None]]:
+        """Return every node's :meth:`NodeMetrics.to_dict`, by node name."""
+        return {node: m.to_dict() for node, m in self.get_all_node_metrics().items()}
+
+    def to_json(self, **json_kwargs: Any) -> str:
+        """
+        Return :meth:`to_dict` as JSON.
+
+        Args:
+            json_kwargs: Passed to :func:`json.dumps` (``indent=2``, ...).
+        """
+        return json.dumps(self.to_dict(), **json_kwargs)
+
+    # -- instrumenting -------------------------------------------------------
+
+    def track(self, node: str) -> Tracker:
+        """
+        Time a block as one execution of *node*: ``with`` or ``async with``.
+
+        A normal exit records a success; an :class:`Exception` records a
+        classified failure and propagates unchanged; any other
+        :class:`BaseException` (cancellation, ``KeyboardInterrupt``, ...)
+        propagates and records a cancellation. Each call returns a fresh
+        tracker.
+
+        Raises:
+            TypeError: *node* is not a str.
+            ValueError: *node* is empty.
+        """
+        return Tracker(self, check_node(node))
+
+    def retry_hook(self, node: str) -> Callable[[tenacity.RetryCallState], None]:
+        """
+        Return a tenacity hook that records a retry of *node*.
+
+        Pass it as ``before_sleep=`` to ``tenacity.retry``, ``Retrying`` or
+        ``AsyncRetrying``: it runs once before each new attempt and calls
+        :meth:`record_retry` with the attempt number that failed.
+
+        Raises:
+            TypeError: *node* is not a str.
+            ValueError: *node* is empty.
+        """
+        check_node(node)
+        record_retry = self.record_retry
+
+        def before_sleep_record_retry(retry_state: tenacity.RetryCallState) -> None:
+            record_retry(node, retry_state.attempt_number)
+
+        return before_sleep_record_retry
+
+
+def _fire(events: _Events) -> None:
+    for callback, args in events:
+        try:
+            callback(*args)
+        except Exception:  # noqa: BLE001, PERF203 -- a callback must never reach the node
+            logger.opt(exception=True).error(
+                "nodemetrics.callback_failed: {callback!r} raised", callback=callback
+            )
+
+
+# -- fork safety ---------------------------------------------------------------
+
+_LIVE: weakref.WeakSet[NodeMetricsCollector] = weakref.WeakSet()
+_HELD_FOR_FORK: list[NodeMetricsCollector] = []
+# A thread holding a lock releases it within microseconds; the bound only
+# matters if fork() is called from code that interrupted the holder itself.
+_FORK_WAIT_S = 1.0
+
+
+def _before_fork() -> None:
+    _HELD_FOR_FORK.extend(c for c in list(_LIVE) if c._lock.acquire(timeout=_FORK_WAIT_S))
+
+
+def _after_fork_in_parent() -> None:
+    held = list(_HELD_FOR_FORK)
+    _HELD_FOR_FORK.clear()
+    for collector in held:
+        collector._lock.release()
+    for collector in held:
+        collector._drain()
+
+
+def _after_fork_in_child() -> None:
+    _HELD_FOR_FORK.clear()
+    for collector in list(_LIVE):
+        collector._lock = threading.Lock()
+
+
+os.register_at_fork(
+    before=_before_fork,
+    after_in_parent=_after_fork_in_parent,
+    after_in_child=_after_fork_in_child,
+)
+
+
+_default: NodeMetricsCollector | None = None
+_default_lock = threading.Lock()
+
+
+def get_default_collector() -> NodeMetricsCollector:
+    """
+    Return the process-wide default collector, creating it on first use.
+
+    :func:`metered` records into it when given no ``collector=``. It has the
+    default options; applications that want others create their own
+    collector and pass it explicitly.
+    """
+    global _default  # noqa: PLW0603 -- the one documented piece of global state
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = NodeMetricsCollector()
+    return _default

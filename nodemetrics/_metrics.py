@@ -1,0 +1,140 @@
+"""The immutable snapshot of one node's metrics."""
+
+from __future__ import annotations
+
+import math
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+
+def _count(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if type(value) is bool or not isinstance(value, int):
+        msg = f"{attribute.name} must be an int, got {value!r}"
+        raise TypeError(msg)
+    if value < 0:
+        msg = f"{attribute.name} must be >= 0, got {value!r}"
+        raise ValueError(msg)
+
+
+def _to_float(value: object) -> object:
+    # JSON round-trips may turn 3.0 into 3; accept ints but keep bools out.
+    if type(value) is not bool and isinstance(value, int):
+        return float(value)
+    return value
+
+
+def _duration(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None and attribute.name != "avg_execution_ms":
+        return
+    if not isinstance(value, float):
+        msg = f"{attribute.name} must be a float, got {value!r}"
+        raise TypeError(msg)
+    if not math.isfinite(value) or value < 0.0:
+        msg = f"{attribute.name} must be a finite float >= 0, got {value!r}"
+        raise ValueError(msg)
+
+
+@attrs.frozen
+class NodeMetrics:
+    """
+    A point-in-time snapshot of one node's metrics.
+
+    Produced by :meth:`NodeMetricsCollector.get_node_metrics`; immutable, so it
+    can be kept, compared and passed between threads freely. Durations are in
+    milliseconds. ``total_executions == success_count + failure_count``;
+    retries and cancellations are counted apart because they are not
+    executions. The percentiles are over the collector's rolling window, the
+    other numbers over the node's whole life since its last reset.
+
+    Every field is validated at construction: counts are non-negative ints (a
+    bool is not a count), durations non-negative finite floats (``None`` where
+    there is no sample yet).
+
+    Raises:
+        TypeError: A field has the wrong type; the message names the field.
+        ValueError: A field is negative or not finite; the message names it.
+    """
+
+    total_executions: int = attrs.field(default=0, validator=_count)
+    success_count: int = attrs.field(default=0, validator=_count)
+    failure_count: int = attrs.field(default=0, validator=_count)
+    retry_count: int = attrs.field(default=0, validator=_count)
+    last_execution_ms: float | None = attrs.field(
+        default=None, converter=_to_float, validator=_duration
+    )
+    avg_execution_ms: float = attrs.field(default=0.0, converter=_to_float, validator=_duration)
+    p50: float | None = attrs.field(default=None, converter=_to_float, validator=_duration)
+    p90: float | None = attrs.field(default=None, converter=_to_float, validator=_duration)
+    p99: float | None = attrs.field(default=None, converter=_to_float, validator=_duration)
+    timeout_errors: int = attrs.field(default=0, validator=_count)
+    validation_errors: int = attrs.field(default=0, validator=_count)
+    network_errors: int = attrs.field(default=0, validator=_count)
+    other_errors: int = attrs.field(default=0, validator=_count)
+    cancelled_count: int = attrs.field(default=0, validator=_count)
+
+    @classmethod
+    def from_dict(cls, mapping: Mapping[str, Any]) -> NodeMetrics:
+        """
+        Build and validate a snapshot from a plain mapping.
+
+        The inverse of :meth:`to_dict`: ``NodeMetrics.from_dict(m.to_dict())
+        == m``.
+
+        Args:
+            mapping: Exactly the fields of :class:`NodeMetrics`, by name.
+
+        Returns:
+            The validated snapshot.
+
+        Raises:
+            TypeError: *mapping* is not a mapping, or a field has the wrong type.
+            ValueError: A field is missing, unknown, negative or not finite.
+        """
+        if not isinstance(mapping, Mapping):
+            msg = f"mapping must be a mapping, got {type(mapping).__name__}"
+            raise TypeError(msg)
+        missing = [name for name in _FIELD_NAMES if name not in mapping]
+        if missing:
+            msg = f"NodeMetrics is missing field(s): {', '.join(missing)}"
+            raise ValueError(msg)
+        unknown = sorted(str(key) for key in mapping if key not in _FIELD_SET)
+        if unknown:
+            msg = f"NodeMetrics has no field(s): {', '.join(unknown)}"
+            raise ValueError(msg)
+        return cls(**{name: mapping[name] for name in _FIELD_NAMES})
+
+    def to_dict(self) -> dict[str, int | float | None]:
+        """
+        Return the snapshot as a plain, JSON-ready dict, fields in order.
+
+        Returns:
+            A fresh dict of field name to value.
+        """
+        return {name: getattr(self, name) for name in _FIELD_NAMES}
+
+
+_FIELD_NAMES: tuple[str, ...] = tuple(a.name for a in attrs.fields(NodeMetrics))
+_FIELD_SET = frozenset(_FIELD_NAMES)
+
+EMPTY = NodeMetrics()
+
+
+def _make_unchecked() -> Any:
+    # The collector builds a snapshot from state it has already validated on
+    # every read of a changed node; running 14 validators through the frozen
+    # __setattr__ there would double the cost of a read. The slots' own
+    # descriptors set the fields directly.
+    setters = {f"_set_{name}": getattr(NodeMetrics, name).__set__ for name in _FIELD_NAMES}
+    body = "".join(f"    _set_{name}(m, {name})\n" for name in _FIELD_NAMES)
+    head = f"def unchecked({', '.join(_FIELD_NAMES)}):\n    m = _new(NodeMetrics)\n"
+    src = f"{head}{body}    return m\n"
+    namespace: dict[str, Any] = {"_new": object.__new__, "NodeMetrics": NodeMetrics, **setters}
+    exec(src, namespace)  # noqa: S102 -- source built from our own field names
+    return namespace["unchecked"]
+
+
+#: ``unchecked_metrics(*fields)`` builds a NodeMetrics without validation.
+unchecked_metrics = _make_unchecked()

@@ -1,0 +1,197 @@
+"""The rolling window of a node's most recent durations."""
+
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable
+from itertools import accumulate
+
+
+# A sorted chunk splits in two once it holds twice this many samples: small
+# enough that inserting into a chunk is a short memmove at any window size,
+# large enough that a window of 100 is one chunk and one of 100,000 a couple
+# of hundred, cheap to walk when reading.
+_LOAD = 1024
+
+
+class RollingWindow:
+    """
+    The last *size* durations of a node, in arrival order and sorted.
+
+    The samples live in a ring of unboxed doubles (arrival order, for
+    eviction) and in a sorted list of chunks of at most ``2 * _LOAD`` doubles,
+    each found by bisecting the chunks' maxima (the design of
+    ``sortedcontainers.SortedList``), so that a percentile is an index
+    look-up.
+
+    Recording is the hot path and reading is rare, so :meth:`add` only
+    touches the ring and notes what came and went; the sorted chunks catch
+    up when they are read, by a bisect-insert and a bisect-delete per noted
+    sample. Once more samples than a quarter of the window have arrived
+    since the last read, catching up one by one would cost more than sorting
+    the ring afresh, so the notes are dropped and the next read sorts. Either
+    way a read gives exactly what an always-sorted window would, and
+    :meth:`add` costs the same at any window size.
+
+    Not thread-safe: the collector's lock guards it.
+    """
+
+    __slots__ = (
+        "_cap",
+        "_chunks",
+        "_ends",
+        "_failed",
+        "_gone",
+        "_head",
+        "_maxes",
+        "_new",
+        "_ring",
+        "_size",
+        "_stale",
+        "failures",
+    )
+
+    def __init__(self, size: int, *, count_failures: bool = False) -> None:
+        self._size = size
+        self._cap = max(8, size // 4)
+        self._ring = array("d")
+        self._head = 0
+        self._new = array("d")
+        self._gone = array("d")
+        self._stale = False
+        self._chunks: list[array[float]] = []
+        self._maxes: list[float] = []
+        # Cumulative chunk lengths, for positional look-ups; None when stale.
+        self._ends: list[int] | None = None
+        self._failed = bytearray() if count_failures else None
+        #: How many samples in the window are failures, when counted.
+        self.failures = 0
+
+    def __len__(self) -> int:
+        return len(self._ring)
+
+    def add(self, value: float, failed: bool) -> None:
+        """Add *value* (a finite float >= 0), evicting the oldest if full."""
+        ring = self._ring
+        flags = self._failed
+        if len(ring) < self._size:
+            ring.append(value)
+            if flags is not None:
+                flags.append(failed)
+                self.failures += failed
+        else:
+            head = self._head
+            if not self._stale:
+                self._gone.append(ring[head])
+            ring[head] = value
+            if flags is not None:
+                self.failures += failed - flags[head]
+                flags[head] = failed
+            head += 1
+            self._head = head if head < self._size else 0
+        if not self._stale:
+            new = self._new
+            new.append(value)
+            if len(new) > self._cap:
+                self._stale = True
+                del new[:], self._gone[:], self._chunks[:], self._maxes[:]
+
+    def clear(self) -> None:
+        """Forget every sample."""
+        del self._ring[:], self._new[:], self._gone[:], self._chunks[:], self._maxes[:]
+        if self._failed is not None:
+            del self._failed[:]
+        self._head = 0
+        self._stale = False
+        self._ends = None
+        self.failures = 0
+
+    def _catch_up(self) -> None:
+        if self._stale:
+            ordered = sorted(self._ring)
+            self._chunks = [
+                array("d", ordered[i : i + _LOAD]) for i in range(0, len(ordered), _LOAD)
+            ]
+            self._maxes = [chunk[-1] for chunk in self._chunks]
+            self._stale = False
+            self._ends = None
+            return
+        # Inserting every newcomer before deleting any leaver is right as a
+        # multiset even when a sample both came and went since the last read.
+        for value in self._new:
+            self._insert(value)
+        for value in self._gone:
+            self._discard(value)
+        del self._new[:], self._gone[:]
+        self._ends = None
+
+    def _insert(self, value: float) -> None:
+        maxes = self._maxes
+        if not maxes:
+            self._chunks.append(array("d", (value,)))
+            maxes.append(value)
+            return
+        i = bisect_right(maxes, value)
+        if i == len(maxes):
+            i -= 1
+            maxes[i] = value
+            chunk = self._chunks[i]
+            chunk.append(value)
+        else:
+            chunk = self._chunks[i]
+            chunk.insert(bisect_right(chunk, value), value)
+        if len(chunk) > 2 * _LOAD:
+            self._chunks.insert(i + 1, chunk[_LOAD:])
+            del chunk[_LOAD:]
+            maxes.insert(i, chunk[-1])
+
+    def _discard(self, value: float) -> None:
+        maxes = self._maxes
+        i = bisect_left(maxes, value)
+        chunk = self._chunks[i]
+        j = bisect_left(chunk, value)
+        del chunk[j]
+        if not chunk:
+            del self._chunks[i], maxes[i]
+        elif j == len(chunk):
+            maxes[i] = chunk[-1]
+
+    def percentiles(self, *ps: int) -> list[float | None]:
+        """
+        Return the given percentiles (integers 0-100) of the window.
+
+        Linear interpolation between closest ranks, the default of
+        ``numpy.percentile`` and ``statistics.quantiles(method="inclusive")``:
+        with the samples sorted as ``x[0..n-1]`` and ``h = (n-1) * p / 100``,
+        the value is ``x[floor(h)] + (h - floor(h)) * (x[floor(h)+1] -
+        x[floor(h)])``; ``None`` for each when the window is empty.
+        """
+        n = len(self._ring)
+        if n == 0:
+            return [None] * len(ps)
+        if self._stale or self._new:
+            self._catch_up()
+        chunks = self._chunks
+        at: Callable[[int], float]
+        if len(chunks) == 1:
+            at = chunks[0].__getitem__
+        else:
+            ends = self._ends
+            if ends is None:
+                ends = self._ends = list(accumulate(map(len, chunks)))
+
+            def at(k: int) -> float:
+                c = bisect_right(ends, k)
+                chunk = chunks[c]
+                return chunk[k - ends[c] + len(chunk)]
+
+        out: list[float | None] = []
+        for p in ps:
+            # Integer arithmetic keeps the rank h exact.
+            lo, rem = divmod((n - 1) * p, 100)
+            x = at(lo)
+            if rem:
+                x += rem / 100 * (at(lo + 1) - x)
+            out.append(x)
+        return out

@@ -1,0 +1,57 @@
+"""Development sessions: `nox -s tests lint typecheck examples`."""
+
+from __future__ import annotations
+
+import os
+
+from pathlib import Path
+
+import nox
+
+
+PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+
+
+def _find_pyenv_pythons() -> None:
+    # pyenv's shims answer `python3.12` only when PYENV_VERSION names 3.12,
+    # so put each installed version's own bin/ on PATH for this process alone:
+    # nox then finds every interpreter and the machine's default is unchanged.
+    root = Path(os.environ.get("PYENV_ROOT") or Path("~/.pyenv").expanduser())
+    bins = [
+        str(found)
+        for version in PYTHONS
+        for found in sorted(root.glob(f"versions/{version}.*/bin"))[-1:]
+        if (found / f"python{version}").exists()
+    ]
+    os.environ["PATH"] = os.pathsep.join([*bins, os.environ.get("PATH", "")])
+
+
+_find_pyenv_pythons()
+nox.options.sessions = ["tests", "lint", "typecheck", "examples"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    session.install("-e", ".[dev]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    session.install("-e", ".[dev]")
+    session.run("mypy", "--strict")
+
+
+@nox.session
+def examples(session: nox.Session) -> None:
+    session.install("-e", ".")
+    for example in sorted(Path("examples").glob("*.py")):
+        session.run("python", str(example))

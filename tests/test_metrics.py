@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+import json
+import math
+
+import attrs
+import pytest
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nodemetrics import NodeMetrics
+
+
+COUNTS = [
+    "total_executions",
+    "success_count",
+    "failure_count",
+    "retry_count",
+    "timeout_errors",
+    "validation_errors",
+    "network_errors",
+    "other_errors",
+    "cancelled_count",
+]
+OPTIONAL_DURATIONS = ["last_execution_ms", "p50", "p90", "p99"]
+
+counts = st.integers(min_value=0, max_value=2**62)
+durations = st.floats(min_value=0.0, allow_nan=False, allow_infinity=False)
+metrics = st.builds(
+    NodeMetrics,
+    **dict.fromkeys(COUNTS, counts),
+    **dict.fromkeys(OPTIONAL_DURATIONS, st.none() | durations),
+    avg_execution_ms=durations,
+)
+
+
+class TestNodeMetrics:
+    def test_field_order(self):
+        """The fields are exactly the contract's, in its order."""
+        assert [
+            "total_executions",
+            "success_count",
+            "failure_count",
+            "retry_count",
+            "last_execution_ms",
+            "avg_execution_ms",
+            "p50",
+            "p90",
+            "p99",
+            "timeout_errors",
+            "validation_errors",
+            "network_errors",
+            "other_errors",
+            "cancelled_count",
+        ] == [a.name for a in attrs.fields(NodeMetrics)]
+
+    def test_empty_default(self):
+        """NodeMetrics() is the empty snapshot."""
+        m = NodeMetrics()
+        assert 0 == m.total_executions
+        assert m.last_execution_ms is None
+        assert 0.0 == m.avg_execution_ms
+        assert (None, None, None) == (m.p50, m.p90, m.p99)
+
+    def test_frozen_and_slotted(self):
+        """Snapshots cannot be changed and have no __dict__."""
+        m = NodeMetrics()
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            m.success_count = 3  # type: ignore[misc]
+        assert not hasattr(m, "__dict__")
+
+    @pytest.mark.parametrize("field", COUNTS)
+    @pytest.mark.parametrize("bad", [True, 1.0, "1", None])
+    def test_count_type(self, field, bad):
+        """A count that is not an int (a bool included) is a TypeError naming it."""
+        with pytest.raises(TypeError, match=field):
+            NodeMetrics(**{field: bad})
+
+    @pytest.mark.parametrize("field", COUNTS)
+    def test_count_negative(self, field):
+        """A negative count is a ValueError naming the field."""
+        with pytest.raises(ValueError, match=field):
+            NodeMetrics(**{field: -1})
+
+    @pytest.mark.parametrize("field", [*OPTIONAL_DURATIONS, "avg_execution_ms"])
+    @pytest.mark.parametrize("bad", [-0.5, math.nan, math.inf, -math.inf])
+    def test_duration_value(self, field, bad):
+        """A negative or non-finite duration is a ValueError naming the field."""
+        with pytest.raises(ValueError, match=field):
+            NodeMetrics(**{field: bad})
+
+    @pytest.mark.parametrize("field", [*OPTIONAL_DURATIONS, "avg_execution_ms"])
+    @pytest.mark.parametrize("bad", [True, "1.0", [1.0]])
+    def test_duration_type(self, field, bad):
+        """A duration that is not a number is a TypeError naming the field."""
+        with pytest.raises(TypeError, match=field):
+            NodeMetrics(**{field: bad})
+
+    def test_avg_is_not_optional(self):
+        """avg_execution_ms is 0.0 when empty, never None."""
+        with pytest.raises(TypeError, match="avg_execution_ms"):
+            NodeMetrics(avg_execution_ms=None)  # type: ignore[arg-type]
+
+    def test_int_durations_become_floats(self):
+        """An int duration (as JSON may give) is stored as a float."""
+        m = NodeMetrics(p50=3, avg_execution_ms=2)
+        assert 3.0 == m.p50
+        assert isinstance(m.p50, float)
+        assert isinstance(m.avg_execution_ms, float)
+
+
+class TestDicts:
+    @given(metrics)
+    def test_round_trip(self, m):
+        """from_dict(to_dict()) and a trip through JSON give the same snapshot."""
+        assert m == NodeMetrics.from_dict(m.to_dict())
+        assert m == NodeMetrics.from_dict(json.loads(json.dumps(m.to_dict())))
+
+    def test_to_dict_is_plain(self):
+        """to_dict() is a plain dict in field order."""
+        d = NodeMetrics(total_executions=2, success_count=2, p50=1.5).to_dict()
+        assert dict is type(d)
+        assert [a.name for a in attrs.fields(NodeMetrics)] == list(d)
+        assert 1.5 == d["p50"]
+
+    def test_missing_field(self):
+        """A missing field is a ValueError naming it."""
+        d = NodeMetrics().to_dict()
+        del d["p90"]
+        with pytest.raises(ValueError, match="missing field.*p90"):
+            NodeMetrics.from_dict(d)
+
+    def test_unknown_field(self):
+        """An unknown field is a ValueError naming it."""
+        d = {**NodeMetrics().to_dict(), "p75": 1.0}
+        with pytest.raises(ValueError, match="no field.*p75"):
+            NodeMetrics.from_dict(d)
+
+    def test_not_a_mapping(self):
+        """Something other than a mapping is a TypeError."""
+        with pytest.raises(TypeError, match="mapping"):
+            NodeMetrics.from_dict([("p50", 1.0)])  # type: ignore[arg-type]
+
+    def test_bad_value(self):
+        """A bad value in the mapping is refused, naming the field."""
+        d = {**NodeMetrics().to_dict(), "retry_count": -3}
+        with pytest.raises(ValueError, match="retry_count"):
+            NodeMetrics.from_dict(d)

@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+import statistics
+
+from collections import deque
+
+import pytest
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nodemetrics import _window
+from nodemetrics._window import RollingWindow
+
+
+def oracle(values: list[float]) -> list[float | None]:
+    """p50/p90/p99 by the standard library."""
+    if not values:
+        return [None, None, None]
+    if len(values) == 1:
+        return [values[0]] * 3
+    q = statistics.quantiles(values, n=100, method="inclusive")
+    return [q[49], q[89], q[98]]
+
+
+def close(expected: list[float | None], actual: list[float | None]) -> bool:
+    return all(
+        (e is None and a is None) or (e is not None and a == pytest.approx(e, rel=1e-9, abs=1e-9))
+        for e, a in zip(expected, actual, strict=True)
+    )
+
+
+values = st.floats(min_value=0.0, max_value=1e9, allow_nan=False, allow_infinity=False)
+# An action is a sample to add, or None: read the percentiles now.
+actions = st.lists(st.none() | st.tuples(values, st.booleans()), max_size=300)
+
+
+@pytest.fixture(params=[1024, 3], ids=["one-chunk", "many-chunks"])
+def load(request, monkeypatch):
+    """Run each test with the real chunk size and with tiny chunks that split."""
+    monkeypatch.setattr(_window, "_LOAD", request.param)
+    return request.param
+
+
+class TestRollingWindow:
+    # The fixture only patches a constant, the same for every example.
+    @settings(
+        max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
+    @given(size=st.integers(1, 40), script=actions)
+    def test_matches_oracle(self, load, size, script):
+        """Percentiles, length and failure count match a plain model at every read."""
+        window = RollingWindow(size, count_failures=True)
+        model: deque[tuple[float, bool]] = deque(maxlen=size)
+        for action in [*script, None]:
+            if action is None:
+                samples = [v for v, _ in model]
+                assert close(oracle(samples), window.percentiles(50, 90, 99))
+                assert len(model) == len(window)
+                assert sum(f for _, f in model) == window.failures
+            else:
+                window.add(*action)
+                model.append(action)
+
+    def test_empty(self, load):
+        """An empty window has no percentiles."""
+        assert [None, None, None] == RollingWindow(5).percentiles(50, 90, 99)
+        assert 0 == len(RollingWindow(5))
+
+    def test_single_sample(self, load):
+        """With one sample every percentile is that sample."""
+        w = RollingWindow(5)
+        w.add(7.25, False)
+        assert [7.25, 7.25, 7.25, 7.25] == w.percentiles(0, 50, 99, 100)
+
+    def test_linear_interpolation(self, load):
+        """The documented formula: h=(n-1)p/100 between the closest ranks."""
+        w = RollingWindow(100)
+        for v in [10.0, 20.0, 30.0, 40.0]:
+            w.add(v, False)
+        # n=4: h(50)=1.5 -> 25; h(90)=2.7 -> 37; h(99)=2.97 -> 39.7
+        assert [25.0, 37.0, pytest.approx(39.7)] == w.percentiles(50, 90, 99)
+
+    def test_evicts_oldest(self, load):
+        """Past its size the window forgets the oldest samples first."""
+        w = RollingWindow(3)
+        for v in [100.0, 1.0, 2.0, 3.0]:
+            w.add(v, False)
+        assert [1.0, 3.0] == w.percentiles(0, 100)
+
+    def test_stale_rebuild_at_scale(self, load):
+        """Many adds between reads (the sort-afresh path) stay exact."""
+        w = RollingWindow(1000)
+        data = [float((i * 7919) % 1009) for i in range(5000)]
+        for i, v in enumerate(data):
+            w.add(v, False)
+            if i in (10, 2500):
+                w.percentiles(50)
+        assert close(oracle(data[-1000:]), w.percentiles(50, 90, 99))
+
+    def test_failures_not_counted_by_default(self, load):
+        """Without count_failures the window keeps no outcome flags."""
+        w = RollingWindow(3)
+        w.add(1.0, True)
+        assert 0 == w.failures
+
+    def test_clear(self, load):
+        """clear() forgets samples and failures alike."""
+        w = RollingWindow(3, count_failures=True)
+        for v in [1.0, 2.0, 3.0, 4.0]:
+            w.add(v, True)
+        w.percentiles(50)
+        w.add(5.0, True)
+        w.clear()
+        assert 0 == len(w)
+        assert 0 == w.failures
+        assert [None] == w.percentiles(50)
+        w.add(9.0, False)
+        assert [9.0] == w.percentiles(50)
+
+
+class TestChunks:
+    def test_emptied_chunk_is_removed(self, monkeypatch):
+        """Evicting every sample of a chunk removes the chunk and its maximum."""
+        monkeypatch.setattr(_window, "_LOAD", 1)
+        w = RollingWindow(3)
+        for v in [1.0, 2.0, 3.0]:
+            w.add(v, False)
+        assert [1.0, 3.0] == w.percentiles(0, 100)
+        for v in [4.0, 5.0, 6.0]:
+            w.add(v, False)
+        assert [4.0, 5.0, 6.0] == w.percentiles(0, 50, 100)
+        assert len(w._chunks) == len(w._maxes)
+        assert [c[-1] for c in w._chunks] == w._maxes
