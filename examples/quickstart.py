@@ -46,9 +46,13 @@ async def enrich(doc: dict[str, object]) -> dict[str, object]:
     return {**doc, "words": len(str(doc["text"]).split())}
 
 
+stored: list[dict[str, object]] = []
+
+
 async def store(doc: dict[str, object]) -> None:
     async with collector.track("store"):
         await asyncio.sleep(rng.uniform(0.0001, 0.001))
+        stored.append(doc)
 
 
 async def run_one(i: int) -> None:
@@ -70,11 +74,12 @@ def ms(value: float | None) -> str:
 
 if __name__ == "__main__":
     asyncio.run(main())
-    print(f"{'node':<10} {'runs':>5} {'ok':>5} {'fail':>5} {'retry':>5} {'p50 ms':>8} {'p99 ms':>8}")
+    header = ["node", "runs", "ok", "fail", "retry", "p50 ms", "p99 ms"]
+    print(f"{header[0]:<10}", *(f"{h:>8}" for h in header[1:]))
     for node, m in sorted(collector.get_all_node_metrics().items()):
         print(
-            f"{node:<10} {m.total_executions:>5} {m.success_count:>5} {m.failure_count:>5} "
-            f"{m.retry_count:>5} {ms(m.p50):>8} {ms(m.p99):>8}"
+            f"{node:<10} {m.total_executions:>8} {m.success_count:>8} {m.failure_count:>8} "
+            f"{m.retry_count:>8} {ms(m.p50):>8} {ms(m.p99):>8}"
         )
     print()
     print(collector.to_json(indent=2))
