@@ -59,9 +59,10 @@ async def run_one(i: int) -> None:
     doc = load(i)
     try:
         doc = validate(doc)
-    except ValueError:
-        return
-    await store(await enrich(doc))
+        doc = await enrich(doc)
+    except (ValueError, tenacity.RetryError):
+        return  # counted as a failure of the node that raised
+    await store(doc)
 
 
 async def main() -> None:
