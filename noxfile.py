@@ -55,3 +55,10 @@ def examples(session: nox.Session) -> None:
     session.install("-e", ".")
     for example in sorted(Path("examples").glob("*.py")):
         session.run("python", str(example))
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks against prometheus_client and OpenTelemetry; `-- --quick` to smoke-test."""
+    session.install("-e", ".", "prometheus_client", "opentelemetry-sdk")
+    session.run("python", "benchmarks/bench.py", *session.posargs)

@@ -94,7 +94,9 @@ def _to_duration(node: str, value: object) -> float:
             value=value,
         )
         return 0.0
-    return duration
+    # The fast paths send 0.0 here too: +0.0 turns a -0.0 into 0.0, so that
+    # no snapshot shows "-0.0".
+    return duration + 0.0
 
 
 def _category_index(category: object) -> int:
@@ -181,18 +183,14 @@ class _Node:
         if self.snapshot_cache is not None:
             return self.snapshot_cache
         executions = self.success + self.failure
-        # The hot path stores durations as given; +0.0 turns a -0.0 into 0.0.
-        last = None if self.last is None else self.last + 0.0
-        p50, p90, p99 = (
-            None if p is None else p + 0.0 for p in self.window.percentiles(50, 90, 99)
-        )
+        p50, p90, p99 = self.window.percentiles(50, 90, 99)
         timeout, validation, network, other = self.errors
         snapshot: NodeMetrics = unchecked_metrics(
             executions,
             self.success,
             self.failure,
             self.retries,
-            last,
+            self.last,
             self.total_ms / executions if executions else 0.0,
             p50,
             p90,
@@ -305,7 +303,7 @@ class NodeMetricsCollector:
         """
         if type(node) is not str or not node:
             check_node(node)
-        if type(duration_ms) is not float or not 0.0 <= duration_ms < _INF:
+        if type(duration_ms) is not float or not 0.0 < duration_ms < _INF:
             duration_ms = _to_duration(node, duration_ms)
         # Every instrumented call ends here, so the common case (the lock is
         # free, the node known) is _submit and _apply written out in line.
@@ -353,7 +351,7 @@ class NodeMetricsCollector:
         """
         if type(node) is not str or not node:
             check_node(node)
-        if type(duration_ms) is not float or not 0.0 <= duration_ms < _INF:
+        if type(duration_ms) is not float or not 0.0 < duration_ms < _INF:
             duration_ms = _to_duration(node, duration_ms)
         if error is not None and not isinstance(error, BaseException):
             msg = f"error must be an exception or None, got {type(error).__name__}"

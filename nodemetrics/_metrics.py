@@ -37,7 +37,7 @@ def _duration(_instance: object, attribute: attrs.Attribute[Any], value: object)
         raise ValueError(msg)
 
 
-@attrs.frozen
+@attrs.frozen(weakref_slot=False)
 class NodeMetrics:
     """
     A point-in-time snapshot of one node's metrics.
@@ -124,14 +124,18 @@ EMPTY = NodeMetrics()
 
 def _make_unchecked() -> Any:
     # The collector builds a snapshot from state it has already validated on
-    # every read of a changed node; running 14 validators through the frozen
-    # __setattr__ there would double the cost of a read. The slots' own
-    # descriptors set the fields directly.
-    setters = {f"_set_{name}": getattr(NodeMetrics, name).__set__ for name in _FIELD_NAMES}
-    body = "".join(f"    _set_{name}(m, {name})\n" for name in _FIELD_NAMES)
-    head = f"def unchecked({', '.join(_FIELD_NAMES)}):\n    m = _new(NodeMetrics)\n"
-    src = f"{head}{body}    return m\n"
-    namespace: dict[str, Any] = {"_new": object.__new__, "NodeMetrics": NodeMetrics, **setters}
+    # every read of a changed node, where 14 validators and 14 calls through
+    # the frozen __setattr__ would triple the cost of a read. So it fills an
+    # unfrozen twin with the same slots, by plain attribute stores, and then
+    # makes it a NodeMetrics: CPython allows the __class__ assignment because
+    # the layouts are identical (which is why NodeMetrics has no weakref slot).
+    twin = type("_UnfrozenNodeMetrics", (), {"__slots__": _FIELD_NAMES})
+    stores = "".join(f"    m.{name} = {name}\n" for name in _FIELD_NAMES)
+    src = (
+        f"def unchecked({', '.join(_FIELD_NAMES)}):\n"
+        f"    m = _new(_Twin)\n{stores}    m.__class__ = NodeMetrics\n    return m\n"
+    )
+    namespace: dict[str, Any] = {"_new": object.__new__, "_Twin": twin, "NodeMetrics": NodeMetrics}
     exec(src, namespace)  # noqa: S102 -- source built from our own field names
     return namespace["unchecked"]
 

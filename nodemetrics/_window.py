@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable
 from itertools import accumulate
 
 
@@ -119,12 +118,23 @@ class RollingWindow:
             return
         # Inserting every newcomer before deleting any leaver is right as a
         # multiset even when a sample both came and went since the last read.
-        for value in self._new:
-            self._insert(value)
-        for value in self._gone:
-            self._discard(value)
+        chunks = self._chunks
+        if len(chunks) == 1 and len(chunks[0]) + len(self._new) <= 2 * _LOAD:
+            # A window that fits one chunk (window_size 100 always does) needs
+            # no chunk bookkeeping: the common case, written out in line.
+            chunk = chunks[0]
+            for value in self._new:
+                chunk.insert(bisect_right(chunk, value), value)
+            for value in self._gone:
+                del chunk[bisect_left(chunk, value)]
+            self._maxes[0] = chunk[-1]
+        else:
+            for value in self._new:
+                self._insert(value)
+            for value in self._gone:
+                self._discard(value)
+            self._ends = None
         del self._new[:], self._gone[:]
-        self._ends = None
 
     def _insert(self, value: float) -> None:
         maxes = self._maxes
@@ -173,20 +183,24 @@ class RollingWindow:
         if self._stale or self._new:
             self._catch_up()
         chunks = self._chunks
-        at: Callable[[int], float]
-        if len(chunks) == 1:
-            at = chunks[0].__getitem__
-        else:
-            ends = self._ends
-            if ends is None:
-                ends = self._ends = list(accumulate(map(len, chunks)))
-
-            def at(k: int) -> float:
-                c = bisect_right(ends, k)
-                chunk = chunks[c]
-                return chunk[k - ends[c] + len(chunk)]
-
         out: list[float | None] = []
+        if len(chunks) == 1:
+            # The one-chunk window, written out: indexing beats calling at().
+            only = chunks[0]
+            for p in ps:
+                lo, rem = divmod((n - 1) * p, 100)
+                x = only[lo]
+                out.append(x + rem / 100 * (only[lo + 1] - x) if rem else x)
+            return out
+        ends = self._ends
+        if ends is None:
+            ends = self._ends = list(accumulate(map(len, chunks)))
+
+        def at(k: int) -> float:
+            c = bisect_right(ends, k)
+            chunk = chunks[c]
+            return chunk[k - ends[c] + len(chunk)]
+
         for p in ps:
             # Integer arithmetic keeps the rank h exact.
             lo, rem = divmod((n - 1) * p, 100)

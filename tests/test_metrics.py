@@ -147,3 +147,18 @@ class TestDicts:
         d = {**NodeMetrics().to_dict(), "retry_count": -3}
         with pytest.raises(ValueError, match="retry_count"):
             NodeMetrics.from_dict(d)
+
+
+class TestUnchecked:
+    @given(metrics)
+    def test_same_as_validated(self, m):
+        """The collector's fast constructor builds exactly what the validating one does."""
+        from nodemetrics._metrics import unchecked_metrics
+
+        fast = unchecked_metrics(*(getattr(m, a.name) for a in attrs.fields(NodeMetrics)))
+        assert NodeMetrics is type(fast)
+        assert m == fast
+        assert hash(m) == hash(fast)
+        assert repr(m) == repr(fast)
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            fast.p50 = 1.0  # type: ignore[misc]
