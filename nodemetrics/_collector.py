@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import numbers
@@ -15,9 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from loguru import logger
-
 from ._classify import ErrorCategory, classify_error
+from ._log import log
 from ._metrics import EMPTY, NodeMetrics, unchecked_metrics
 from ._track import Tracker
 from ._window import RollingWindow
@@ -71,7 +71,9 @@ def check_node(node: object, argument: str = "node") -> str:
     if not node:
         msg = f"{argument} must be a non-empty str"
         raise ValueError(msg)
-    return node
+    # A str subclass could run user code in __hash__ or __eq__ under the
+    # collector's lock; a plain copy of it cannot.
+    return str.__str__(node)
 
 
 def _to_duration(node: str, value: object) -> float:
@@ -87,10 +89,12 @@ def _to_duration(node: str, value: object) -> float:
         msg = f"duration_ms must be finite, got {value!r}"
         raise ValueError(msg)
     if duration < 0.0:
-        logger.bind(node=node).warning(
-            "nodemetrics.negative_duration: node {node!r} got duration_ms={value!r}; "
+        log(
+            "WARNING",
+            "nodemetrics.negative_duration: node {name!r} got duration_ms={value!r}; "
             "recorded as 0.0",
             node=node,
+            name=node,
             value=value,
         )
         return 0.0
@@ -302,7 +306,7 @@ class NodeMetricsCollector:
             ValueError: *node* is empty or *duration_ms* is NaN or infinite.
         """
         if type(node) is not str or not node:
-            check_node(node)
+            node = check_node(node)
         if type(duration_ms) is not float or not 0.0 < duration_ms < _INF:
             duration_ms = _to_duration(node, duration_ms)
         # Every instrumented call ends here, so the common case (the lock is
@@ -350,7 +354,7 @@ class NodeMetricsCollector:
                 *category* not a category.
         """
         if type(node) is not str or not node:
-            check_node(node)
+            node = check_node(node)
         if type(duration_ms) is not float or not 0.0 < duration_ms < _INF:
             duration_ms = _to_duration(node, duration_ms)
         if error is not None and not isinstance(error, BaseException):
@@ -377,7 +381,7 @@ class NodeMetricsCollector:
             TypeError: *node* is not a str or *attempt_number* not an int.
             ValueError: *node* is empty or *attempt_number* < 1.
         """
-        check_node(node)
+        node = check_node(node)
         if attempt_number is not None:
             _non_negative_int("attempt_number", attempt_number, 1)
         self._submit(node, 0.0, _RETRY)
@@ -395,7 +399,7 @@ class NodeMetricsCollector:
             TypeError: *node* is not a str.
             ValueError: *node* is empty.
         """
-        check_node(node)
+        node = check_node(node)
         self._submit(node, 0.0, _CANCEL)
 
     def _classify(self, node: str, error: BaseException) -> int:
@@ -403,8 +407,11 @@ class NodeMetricsCollector:
             try:
                 result = self.classifier(error)
             except Exception:  # noqa: BLE001 -- user code must not break a node
-                logger.bind(node=node).opt(exception=True).error(
+                log(
+                    "ERROR",
                     "nodemetrics.classifier_failed: the classifier raised on {error!r}",
+                    node=node,
+                    exception=True,
                     error=error,
                 )
                 result = None
@@ -412,9 +419,11 @@ class NodeMetricsCollector:
                 try:
                     return _category_index(result)
                 except ValueError:
-                    logger.bind(node=node).warning(
+                    log(
+                        "WARNING",
                         "nodemetrics.classifier_result: the classifier returned {result!r}, "
                         "not a category; using classify_error()",
+                        node=node,
                         result=result,
                     )
         return _CATEGORY_INDEX[classify_error(error).value]
@@ -513,12 +522,17 @@ class NodeMetricsCollector:
         self._overflow_warned = True
         # Logged through _fire, after the lock is released, so that a slow
         # or re-entrant log sink never runs under it.
-        warn = logger.bind(node=node).warning
-        message = (
-            f"nodemetrics.max_nodes: more than {limit} distinct node names; "
-            f"recordings for new names (first: {node!r}) go to {OVERFLOW_NODE!r}"
+        warning = functools.partial(
+            log,
+            "WARNING",
+            "nodemetrics.max_nodes: more than {limit} distinct node names; recordings "
+            "for new names (first: {first!r}) go to {overflow!r}",
+            node=node,
+            limit=limit,
+            first=node,
+            overflow=OVERFLOW_NODE,
         )
-        return OVERFLOW_NODE, overflow, [(warn, (message,))]
+        return OVERFLOW_NODE, overflow, [(warning, ())]
 
     def _check(self, node: str, state: _Node) -> _Events | None:
         window = state.window
@@ -559,7 +573,7 @@ class NodeMetricsCollector:
             ValueError: *node* is empty.
         """
         if type(node) is not str or not node:
-            check_node(node)
+            node = check_node(node)
         with self._lock:
             events = self._apply_pending() if self._pending else None
             state = self._nodes.get(node)
@@ -591,7 +605,7 @@ class NodeMetricsCollector:
             ValueError: *node* is empty.
         """
         if node is not None:
-            check_node(node)
+            node = check_node(node)
         with self._lock:
             events = self._apply_pending() if self._pending else None
             if node is None:
@@ -648,7 +662,7 @@ class NodeMetricsCollector:
             TypeError: *node* is not a str.
             ValueError: *node* is empty.
         """
-        check_node(node)
+        node = check_node(node)
         record_retry = self.record_retry
 
         def before_sleep_record_retry(retry_state: tenacity.RetryCallState) -> None:
@@ -662,8 +676,11 @@ def _fire(events: _Events) -> None:
         try:
             callback(*args)
         except Exception:  # noqa: BLE001, PERF203 -- a callback must never reach the node
-            logger.opt(exception=True).error(
-                "nodemetrics.callback_failed: {callback!r} raised", callback=callback
+            log(
+                "ERROR",
+                "nodemetrics.callback_failed: {callback!r} raised",
+                exception=True,
+                callback=callback,
             )
 
 

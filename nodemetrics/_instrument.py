@@ -9,33 +9,26 @@ from collections.abc import Awaitable, Callable
 from time import perf_counter_ns
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
-from loguru import logger
-
 from ._collector import NodeMetricsCollector, check_node, get_default_collector
+from ._log import log_record_failed
 
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 
-def _log_record_failed(node: str) -> None:
-    logger.bind(node=node).opt(exception=True).error(
-        "nodemetrics.record_failed: could not record node {node!r}", node=node
-    )
-
-
 def _record_failure(collector: NodeMetricsCollector, node: str, start: int, exc: Exception) -> None:
     try:
         collector.record_failure(node, (perf_counter_ns() - start) / 1e6, exc)
     except Exception:  # noqa: BLE001 -- recording must never break the node
-        _log_record_failed(node)
+        log_record_failed(node)
 
 
 def _record_cancellation(collector: NodeMetricsCollector, node: str) -> None:
     try:
         collector.record_cancellation(node)
     except Exception:  # noqa: BLE001 -- recording must never break the node
-        _log_record_failed(node)
+        log_record_failed(node)
 
 
 def _wrap(func: Callable[P, T], node: str, collector: NodeMetricsCollector) -> Callable[P, T]:
@@ -58,7 +51,7 @@ def _wrap(func: Callable[P, T], node: str, collector: NodeMetricsCollector) -> C
             try:
                 record_success(node, (perf_counter_ns() - start) / 1e6)
             except Exception:  # noqa: BLE001 -- recording must never break the node
-                _log_record_failed(node)
+                log_record_failed(node)
             return result
 
         return cast("Callable[P, T]", metered_coroutine)
@@ -77,7 +70,7 @@ def _wrap(func: Callable[P, T], node: str, collector: NodeMetricsCollector) -> C
         try:
             record_success(node, (perf_counter_ns() - start) / 1e6)
         except Exception:  # noqa: BLE001 -- recording must never break the node
-            _log_record_failed(node)
+            log_record_failed(node)
         return result
 
     return metered_call
@@ -151,10 +144,9 @@ def metered(
         raise TypeError(msg)
     if callable(name):
         return _decorate(name, None, collector)
-    if name is not None:
-        check_node(name, "name")
+    node = None if name is None else check_node(name, "name")
 
     def decorator(func: Callable[P, T]) -> Callable[P, T]:
-        return _decorate(func, name, collector)
+        return _decorate(func, node, collector)
 
     return decorator

@@ -6,7 +6,7 @@ from time import perf_counter_ns
 from types import TracebackType
 from typing import TYPE_CHECKING, final
 
-from loguru import logger
+from ._log import log_record_failed
 
 
 if TYPE_CHECKING:
@@ -55,9 +55,7 @@ class Tracker:
             else:
                 self._collector.record_cancellation(self._node)
         except Exception:  # noqa: BLE001 -- recording must never break the node
-            logger.bind(node=self._node).opt(exception=True).error(
-                "nodemetrics.record_failed: could not record node {node!r}", node=self._node
-            )
+            log_record_failed(self._node)
 
     async def __aenter__(self) -> Tracker:
         return self.__enter__()

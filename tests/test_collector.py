@@ -231,6 +231,28 @@ class TestRecording:
                 c.reset_node_metrics(bad)
         assert {} == c.to_dict()
 
+    def test_str_subclass_names_are_copied(self):
+        """A str subclass's own __hash__/__eq__ never run inside the collector."""
+        calls = []
+
+        class Name(str):
+            __slots__ = ()
+
+            def __hash__(self):
+                calls.append("hash")
+                return str.__hash__(self)
+
+        c = NodeMetricsCollector()
+        c.record_success(Name("n"), 1.0)
+        c.record_failure(Name("n"), 1.0)
+        c.record_retry(Name("n"))
+        c.record_cancellation(Name("n"))
+        with c.track(Name("n")):
+            pass
+        assert 3 == c.get_node_metrics(Name("n")).total_executions
+        assert [str] == [type(k) for k in c.get_all_node_metrics()]
+        assert [] == calls
+
     def test_bad_error(self):
         """error must be an exception; nothing is recorded otherwise."""
         c = NodeMetricsCollector()

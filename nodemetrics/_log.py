@@ -1,0 +1,38 @@
+"""Logging that can never break the node being measured."""
+
+from __future__ import annotations
+
+import contextlib
+
+from loguru import logger
+
+
+def log(
+    level: str,
+    message: str,
+    *,
+    node: str | None = None,
+    exception: bool = False,
+    **fields: object,
+) -> None:
+    """
+    Log *message* (formatted with *fields*) at *level*, with *node* bound.
+
+    With *exception*, the exception being handled is attached. Whatever a
+    sink does (raise, or a loguru handler added with ``catch=False``), this
+    returns normally: nodemetrics is called from inside users' nodes, and a
+    broken log sink must not turn into an exception there.
+    """
+    with contextlib.suppress(Exception):
+        logger.bind(node=node).opt(exception=exception, depth=1).log(level, message, **fields)
+
+
+def log_record_failed(node: str) -> None:
+    """Log, with the exception being handled, that recording *node* failed."""
+    log(
+        "ERROR",
+        "nodemetrics.record_failed: could not record node {name!r}",
+        node=node,
+        exception=True,
+        name=node,
+    )
