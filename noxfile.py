@@ -62,3 +62,10 @@ def bench(session: nox.Session) -> None:
     """Benchmarks against prometheus_client and OpenTelemetry; `-- --quick` to smoke-test."""
     session.install("-e", ".", "prometheus_client", "opentelemetry-sdk")
     session.run("python", "benchmarks/bench.py", *session.posargs)
+
+
+@nox.session
+def soak(session: nox.Session) -> None:
+    """The slow soak test: millions of executions from several threads."""
+    session.install("-e", ".[dev]")
+    session.run("pytest", "-m", "slow", "--no-cov", *session.posargs)

@@ -137,9 +137,13 @@ def _optional_real(upper: float) -> Callable[[Any, attrs.Attribute[Any], Any], N
         if type(value) is bool or not isinstance(value, numbers.Real):
             msg = f"{attribute.name} must be a real number or None, got {value!r}"
             raise TypeError(msg)
-        if not 0.0 <= float(value) <= upper or not math.isfinite(value):
-            bound = f"in [0, {upper:g}]" if upper != _INF else "finite and >= 0"
-            msg = f"{attribute.name} must be {bound}, got {value!r}"
+        bound = f"in [0, {upper:g}]" if upper != _INF else "finite and >= 0"
+        msg = f"{attribute.name} must be {bound}, got {value!r}"
+        try:
+            number = float(value)
+        except (OverflowError, ValueError):
+            raise ValueError(msg) from None
+        if not 0.0 <= number <= upper or not math.isfinite(number):
             raise ValueError(msg)
 
     return validate

@@ -22,7 +22,10 @@ def _count(_instance: object, attribute: attrs.Attribute[Any], value: object) ->
 def _to_float(value: object) -> object:
     # JSON round-trips may turn 3.0 into 3; accept ints but keep bools out.
     if type(value) is not bool and isinstance(value, int):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            return value  # refused by the validator, which knows the field's name
     return value
 
 

@@ -1,0 +1,79 @@
+"""Guarantee 5: memory is bounded, whatever the number of names or executions."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+from nodemetrics import NodeMetricsCollector
+
+
+# 10,001 nodes (10,000 names and the overflow node) with full windows of 100
+# take about 28 MB by tracemalloc (see the benchmarks' P7); the bound leaves
+# room for the Python version and allocator, not for a leak: without
+# max_nodes, 50,000 nodes would take about 140 MB.
+BOUND_MB = 40
+
+# Run in a fresh interpreter, so that tracemalloc sees only this (and not
+# the test session's heap), and coverage's tracer does not slow a million
+# recordings tenfold.
+MILLION_OVER_FIFTY_THOUSAND = textwrap.dedent(
+    """
+    import json, tracemalloc
+    from loguru import logger
+    from nodemetrics import NodeMetricsCollector
+
+    warnings = []
+    logger.remove()
+    logger.add(lambda m: warnings.append(str(m)), level="WARNING")
+    names = [f"node-{i}" for i in range(50_000)]
+    durations = [float(i) for i in range(97)]
+    tracemalloc.start()
+    c = NodeMetricsCollector()
+    record = c.record_success
+    for i in range(1_000_000):
+        record(names[i % 50_000], durations[i % 97])
+    snapshots = c.get_all_node_metrics()
+    current, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    print(json.dumps({
+        "nodes": len(snapshots),
+        "executions": sum(m.total_executions for m in snapshots.values()),
+        "overflow": snapshots["__overflow__"].total_executions,
+        "largest_window": max(len(s.window) for s in c._nodes.values()),
+        "traced_mb": current / 1e6,
+        "max_nodes_warnings": sum("nodemetrics.max_nodes" in w for w in warnings),
+    }))
+    """
+)
+
+
+def test_a_million_executions_over_fifty_thousand_names():
+    """1,000,000 executions over 50,000 names keep 10,001 nodes in a bounded footprint."""
+    result = subprocess.run(  # noqa: S603 -- our own interpreter and script
+        [sys.executable, "-c", MILLION_OVER_FIFTY_THOUSAND],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert 0 == result.returncode, result.stderr
+    r = json.loads(result.stdout)
+    assert 10_001 == r["nodes"]
+    assert 1_000_000 == r["executions"]
+    assert 40_000 * 20 == r["overflow"]
+    assert r["largest_window"] <= 100
+    assert r["traced_mb"] < BOUND_MB
+    assert 1 == r["max_nodes_warnings"]
+
+
+def test_window_never_exceeds_its_size():
+    """However many samples arrive, the window holds window_size of them."""
+    c = NodeMetricsCollector(window_size=7)
+    for i in range(1_000):
+        c.record_success("n", float(i))
+        assert len(c._nodes["n"].window) == min(i + 1, 7)
+    m = c.get_node_metrics("n")
+    assert (996.0, 998.4) == (m.p50, m.p90)  # the last 7 samples, 993 to 999

@@ -1,0 +1,103 @@
+"""Guarantee 2: snapshots read under concurrent recording are never torn."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from nodemetrics import NodeMetrics, NodeMetricsCollector
+
+
+NODES = ["alpha", "beta", "gamma"]
+DURATIONS = [0.5, 1.0, 2.5, 7.0, 40.0]  # every recorded value is one of these
+THREADS, PER_THREAD = 4, 4_000
+TASKS, PER_TASK = 500, 20
+ERRORS = [TimeoutError(), ValueError(), ConnectionResetError(), KeyError()]
+
+
+def check(m: NodeMetrics) -> None:
+    assert m.success_count + m.failure_count == m.total_executions
+    assert (
+        m.timeout_errors + m.validation_errors + m.network_errors + m.other_errors
+        == m.failure_count
+    )
+    if m.total_executions == 0:
+        assert m.p50 is None
+        return
+    assert m.p50 is not None
+    assert m.p90 is not None
+    assert m.p99 is not None
+    assert min(DURATIONS) <= m.p50 <= m.p90 <= m.p99 <= max(DURATIONS)
+    assert min(DURATIONS) <= m.avg_execution_ms <= max(DURATIONS)
+    assert m.last_execution_ms in DURATIONS
+
+
+def record(c: NodeMetricsCollector, i: int) -> None:
+    node = NODES[i % len(NODES)]
+    duration = DURATIONS[i % len(DURATIONS)]
+    if i % 4 == 0:
+        c.record_failure(node, duration, ERRORS[i % len(ERRORS)])
+    else:
+        c.record_success(node, duration)
+    if i % 10 == 0:
+        c.record_retry(node)
+
+
+def test_readers_never_see_a_torn_snapshot():
+    """4 threads and 500 tasks record while 2 readers check every snapshot; totals exact."""
+    c = NodeMetricsCollector(window_size=64)
+    recorders_done = threading.Event()
+    reads = [0, 0]
+    failures: list[BaseException] = []
+
+    def thread_recorder(t: int) -> None:
+        for i in range(PER_THREAD):
+            record(c, t * PER_THREAD + i)
+
+    def asyncio_recorders() -> None:
+        async def task(k: int) -> None:
+            for i in range(PER_TASK):
+                record(c, k * PER_TASK + i)
+                await asyncio.sleep(0)
+
+        async def main() -> None:
+            await asyncio.gather(*(task(k) for k in range(TASKS)))
+
+        asyncio.run(main())
+
+    def reader(r: int) -> None:
+        try:
+            while not recorders_done.is_set():
+                if r == 0:
+                    for node in NODES:
+                        check(c.get_node_metrics(node))
+                else:
+                    for m in c.get_all_node_metrics().values():
+                        check(m)
+                    for d in c.to_dict().values():
+                        check(NodeMetrics.from_dict(d))
+                reads[r] += 1
+        except BaseException as e:
+            failures.append(e)
+            raise
+
+    readers = [threading.Thread(target=reader, args=(r,)) for r in range(2)]
+    recorders = [threading.Thread(target=thread_recorder, args=(t,)) for t in range(THREADS)]
+    recorders.append(threading.Thread(target=asyncio_recorders))
+    for t in readers + recorders:
+        t.start()
+    for t in recorders:
+        t.join()
+    recorders_done.set()
+    for t in readers:
+        t.join()
+
+    assert [] == failures
+    assert all(r > 0 for r in reads)
+    total = THREADS * PER_THREAD + TASKS * PER_TASK
+    metrics = c.get_all_node_metrics()
+    assert total == sum(m.total_executions for m in metrics.values())
+    assert total // 4 == sum(m.failure_count for m in metrics.values())
+    assert total // 10 == sum(m.retry_count for m in metrics.values())
+    for m in metrics.values():
+        check(m)

@@ -1,0 +1,137 @@
+"""Guarantee 3: recording re-entrantly (callbacks, finalizers, signals) never deadlocks."""
+
+from __future__ import annotations
+
+import gc
+import signal
+import sys
+import weakref
+
+from typing import ClassVar
+
+import pytest
+
+from nodemetrics import NodeMetricsCollector
+
+
+def test_recording_from_threshold_callbacks():
+    """A threshold callback that records (and reads) loses no count."""
+    calls = []
+
+    def on_rate(node, rate):
+        c.record_retry(node)
+        c.record_success("from-callback", 1.0)
+        calls.append(c.get_node_metrics(node).total_executions)
+
+    c = NodeMetricsCollector(
+        window_size=4, min_samples=2, failure_rate_threshold=0.5, on_failure_rate_threshold=on_rate
+    )
+    for i in range(1_000):
+        if i % 8 < 4:
+            c.record_failure("n", 1.0)
+        else:
+            c.record_success("n", 1.0)
+    assert calls
+    assert len(calls) == c.get_node_metrics("n").retry_count
+    assert len(calls) == c.get_node_metrics("from-callback").success_count
+    assert 1_000 == c.get_node_metrics("n").total_executions
+
+
+class _Recorder:
+    """Garbage in a reference cycle whose __del__ records into the collector."""
+
+    under_lock: ClassVar[list[bool]] = []
+
+    def __init__(self, c):
+        self.c = c
+        self.cycle = self
+
+    def __del__(self):
+        _Recorder.under_lock.append(self.c._lock.locked())
+        self.c.record_success("from-del", 1.0)
+
+
+@pytest.fixture
+def gc_on_every_allocation():
+    old = gc.get_threshold()
+    # A young-generation collection on every allocation, rarely an old one:
+    # the garbage here is young, and full collections would only be slow.
+    gc.set_threshold(1, 100_000, 100_000)
+    yield
+    gc.set_threshold(*old)
+
+
+def test_recording_from_finalizers_and_gc_callbacks(gc_on_every_allocation):
+    """__del__, weakref.finalize and gc.callbacks run by the GC mid-recording lose no count."""
+    c = NodeMetricsCollector(max_nodes=None)
+    _Recorder.under_lock.clear()
+    finalized = []
+    collections = []
+
+    def on_finalize():
+        finalized.append(c._lock.locked())
+        c.record_success("from-finalize", 1.0)
+
+    def on_gc(phase, info):
+        # What deadlocked prometheus_client: a metric updated from a GC
+        # callback while the interrupted code held the metric's lock.
+        if phase == "stop":
+            collections.append(c._lock.locked())
+            c.record_success("from-gc", 1.0)
+
+    class Holder:
+        pass
+
+    gc.callbacks.append(on_gc)
+    try:
+        for i in range(1_000):
+            _Recorder(c)
+            h = Holder()
+            h.cycle = h
+            weakref.finalize(h, on_finalize)
+            del h
+            # A new name makes the collector allocate under its lock, where
+            # the GC (collecting on every allocation here) runs callbacks.
+            c.record_success(f"node-{i}", 1.0)
+        gc.collect()
+    finally:
+        gc.callbacks.remove(on_gc)
+
+    assert 1_000 == len(_Recorder.under_lock)
+    assert 1_000 == len(finalized)
+    # The point of the test: GC callbacks ran while the lock was held.
+    assert any(collections)
+    assert 1_000 == c.get_node_metrics("from-del").success_count
+    assert 1_000 == c.get_node_metrics("from-finalize").success_count
+    assert len(collections) == c.get_node_metrics("from-gc").success_count
+    assert 1_003 == len(c.get_all_node_metrics())
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs signal.setitimer")
+@pytest.mark.skipif(sys.platform == "win32", reason="needs SIGALRM")
+def test_recording_from_a_signal_handler():
+    """SIGALRM handlers record while the main thread records in a tight loop: exact counts."""
+    c = NodeMetricsCollector()
+    handled = []
+
+    def handler(signum, frame):
+        handled.append(c._lock.locked())
+        c.record_success("from-signal", 2.0)
+        c.record_retry("main")
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, 0.0005, 0.0005)
+    try:
+        n = 0
+        while n < 300_000 and (n < 50_000 or sum(handled) < 20):
+            c.record_success("main", 1.0)
+            n += 1
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+    assert handled
+    assert any(handled), "no signal arrived while the lock was held"
+    assert n == c.get_node_metrics("main").total_executions
+    assert len(handled) == c.get_node_metrics("from-signal").success_count
+    assert len(handled) == c.get_node_metrics("main").retry_count
