@@ -52,7 +52,7 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def examples(session: nox.Session) -> None:
-    session.install("-e", ".")
+    session.install("-e", ".[dev]")  # the LangGraph example needs langgraph
     for example in sorted(Path("examples").glob("*.py")):
         session.run("python", str(example))
 

@@ -11,7 +11,7 @@ import random
 
 import tenacity
 
-from nodemetrics import NodeMetricsCollector, metered
+from nodemetrics import NodeMetricsCollector, format_table, metered
 
 
 collector = NodeMetricsCollector(window_size=50)
@@ -69,18 +69,8 @@ async def main() -> None:
     await asyncio.gather(*(run_one(i) for i in range(40)))
 
 
-def ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
-
-
 if __name__ == "__main__":
     asyncio.run(main())
-    header = ["node", "runs", "ok", "fail", "retry", "p50 ms", "p99 ms"]
-    print(f"{header[0]:<10}", *(f"{h:>8}" for h in header[1:]))
-    for node, m in sorted(collector.get_all_node_metrics().items()):
-        print(
-            f"{node:<10} {m.total_executions:>8} {m.success_count:>8} {m.failure_count:>8} "
-            f"{m.retry_count:>8} {ms(m.p50):>8} {ms(m.p99):>8}"
-        )
+    print(format_table(collector))
     print()
     print(collector.to_json(indent=2))

@@ -13,6 +13,7 @@ from ._classify import ErrorCategory, classify_error
 from ._collector import OVERFLOW_NODE, NodeMetricsCollector, get_default_collector
 from ._instrument import metered
 from ._metrics import NodeMetrics
+from ._table import format_table
 from ._track import Tracker
 
 
@@ -23,6 +24,7 @@ __all__ = [
     "OVERFLOW_NODE",
     "Tracker",
     "classify_error",
+    "format_table",
     "get_default_collector",
     "metered",
 ]

@@ -445,8 +445,7 @@ class NodeMetricsCollector:
                 events = self._apply(node, value, kind)
             finally:
                 lock.release()
-            if self._pending:
-                self._drain()
+            self._drain()
             if events:
                 _fire(events)
         else:

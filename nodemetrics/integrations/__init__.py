@@ -1,0 +1,5 @@
+"""
+Integrations with other libraries, one module each, imported on demand.
+
+:mod:`nodemetrics.integrations.stamina` counts stamina's retries.
+"""

@@ -1,0 +1,112 @@
+"""
+Count every retry stamina makes, for every node, without per-node wiring.
+
+Needs stamina (``pip install stamina``).
+
+.. code-block:: python
+
+    import stamina
+    from nodemetrics.integrations.stamina import instrument_stamina
+
+    instrument_stamina(collector)
+
+    @stamina.retry(on=httpx.HTTPError)
+    def fetch(url): ...  # each retry counts for the node "myapp.fetch"
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from stamina.instrumentation import (
+    RetryDetails,
+    RetryHook,
+    get_on_retry_hooks,
+    set_on_retry_hooks,
+)
+
+from nodemetrics._collector import NodeMetricsCollector, get_default_collector
+from nodemetrics._log import log
+
+
+__all__ = ["instrument_stamina", "on_retry_hook"]
+
+NodeNames = Mapping[str, str] | Callable[[str], "str | None"]
+
+
+def on_retry_hook(
+    collector: NodeMetricsCollector | None = None, *, node_names: NodeNames | None = None
+) -> RetryHook:
+    """
+    Return a stamina ``RetryHook`` that records a retry for the retried node.
+
+    The node is named after the retried callable, as stamina names it
+    (``RetryDetails.name``: ``"module.qualname"`` for a decorated function,
+    the name given to ``stamina.retry_context``). *node_names* maps those
+    names to node names: a mapping (names it lacks are kept as they are) or a
+    callable (returning ``None`` skips that retry), for example to match the
+    names given to :func:`nodemetrics.metered`.
+
+    Pass it to ``stamina.instrumentation.set_on_retry_hooks``, or use
+    :func:`instrument_stamina`. A failure inside the hook is logged, never
+    raised into stamina.
+
+    Args:
+        collector: Where to record; :func:`nodemetrics.get_default_collector`
+            when omitted.
+        node_names: How stamina's names become node names.
+
+    Raises:
+        TypeError: *collector* is not a collector, or *node_names* neither a
+            mapping nor callable.
+    """
+    if collector is None:
+        collector = get_default_collector()
+    elif not isinstance(collector, NodeMetricsCollector):
+        msg = f"collector must be a NodeMetricsCollector or None, got {type(collector).__name__}"
+        raise TypeError(msg)
+    if node_names is None:
+        name_of: Callable[[str], str | None] = str
+    elif isinstance(node_names, Mapping):
+        mapping = node_names
+
+        def name_of(name: str) -> str | None:
+            return mapping.get(name, name)
+    elif callable(node_names):
+        name_of = node_names
+    else:
+        msg = f"node_names must be a mapping, a callable or None, got {node_names!r}"
+        raise TypeError(msg)
+    record_retry = collector.record_retry
+
+    def record_stamina_retry(details: RetryDetails) -> None:
+        try:
+            node = name_of(details.name)
+            if node is not None:
+                record_retry(node, details.retry_num)
+        except Exception:  # noqa: BLE001 -- a metrics hook must not break stamina's retries
+            log(
+                "ERROR",
+                "nodemetrics.stamina_hook_failed: could not record a retry of {name!r}",
+                exception=True,
+                name=details.name,
+            )
+
+    return record_stamina_retry
+
+
+def instrument_stamina(
+    collector: NodeMetricsCollector | None = None, *, node_names: NodeNames | None = None
+) -> RetryHook:
+    """
+    Add :func:`on_retry_hook` to stamina's active on-retry hooks.
+
+    The hooks already active (stamina's own logging and Prometheus hooks, or
+    yours) stay. Returns the hook added.
+
+    Raises:
+        TypeError: As :func:`on_retry_hook`.
+    """
+    hook = on_retry_hook(collector, node_names=node_names)
+    set_on_retry_hooks([*get_on_retry_hooks(), hook])
+    return hook

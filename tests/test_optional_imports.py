@@ -1,0 +1,42 @@
+"""The core imports and works with none of the optional dependencies installed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+
+BLOCKED = ["prometheus_client", "opentelemetry", "langgraph", "stamina"]
+
+SCRIPT = textwrap.dedent(
+    f"""
+    import importlib.abc, sys
+
+    class Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in {BLOCKED!r}:
+                raise ImportError(f"{{name}} is blocked")
+
+    sys.meta_path.insert(0, Block())
+    import nodemetrics, nodemetrics.exporters, nodemetrics.integrations
+    c = nodemetrics.NodeMetricsCollector()
+    c.record_success("n", 1.0)
+    print(nodemetrics.format_table(c).splitlines()[2].split()[0])
+    loaded = sorted(m for m in sys.modules if m.split(".")[0] in {BLOCKED!r})
+    print(loaded)
+    try:
+        import nodemetrics.exporters.prometheus
+    except ImportError as e:
+        print("prometheus:", e)
+    """
+)
+
+
+def test_core_without_optional_dependencies():
+    """With the optional libraries unimportable, the core imports, records and reads."""
+    result = subprocess.run(  # noqa: S603 -- our own interpreter and script
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert 0 == result.returncode, result.stderr
+    assert ["n", "[]", "prometheus: prometheus_client is blocked"] == result.stdout.splitlines()

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import pytest
+
+from nodemetrics import NodeMetrics, NodeMetricsCollector, format_table
+
+
+def populated() -> NodeMetricsCollector:
+    c = NodeMetricsCollector()
+    for d in [1.0, 2.0, 3.0, 4.0]:
+        c.record_success("fetch", d)
+    c.record_failure("fetch", 5.0, TimeoutError())
+    c.record_failure("parse", 12.5, ValueError())
+    c.record_retry("fetch")
+    c.record_cancellation("parse")
+    c.record_retry("only-retries")
+    return c
+
+
+class TestFormatTable:
+    def test_rows_sorted_and_aligned(self):
+        """One row per node, sorted by name; every line the same width."""
+        table = format_table(populated())
+        lines = table.splitlines()
+        assert lines[0].split() == [
+            "node", "runs", "ok", "fail", "tmo", "val", "net", "oth",
+            "retry", "canc", "p50", "ms", "p90", "ms", "p99", "ms", "fail%",
+        ]  # fmt: skip
+        assert ["fetch", "only-retries", "parse"] == [line.split()[0] for line in lines[2:]]
+        assert 1 == len({len(line) for line in lines[:2]})
+        assert all(len(line) <= 100 for line in lines)
+
+    def test_values(self):
+        """The cells are the snapshot's numbers."""
+        rows = {
+            line.split()[0]: line.split()[1:] for line in format_table(populated()).splitlines()[2:]
+        }
+        assert [
+            "5",
+            "4",
+            "1",
+            "1",
+            "0",
+            "0",
+            "0",
+            "1",
+            "0",
+            "3.000",
+            "4.600",
+            "4.960",
+            "20.0%",
+        ] == (rows["fetch"])
+        assert ["1", "0", "1", "0", "1", "0", "0", "0", "1", "12.5", "12.5", "12.5", "100.0%"] == (
+            rows["parse"]
+        )
+        assert ["0", "0", "0", "0", "0", "0", "0", "1", "0", "-", "-", "-", "-"] == rows[
+            "only-retries"
+        ]
+
+    def test_mapping_and_collector_agree(self):
+        """A collector and its get_all_node_metrics() give the same table."""
+        c = populated()
+        assert format_table(c) == format_table(c.get_all_node_metrics())
+
+    def test_fits_in_100_columns(self):
+        """Long node names are shortened with an ellipsis to keep 100 columns."""
+        c = NodeMetricsCollector()
+        c.record_success("x" * 300, 123_456.0)
+        c.record_success("short", 0.001)
+        lines = format_table(c).splitlines()
+        assert all(len(line) <= 100 for line in lines)
+        assert "…" in lines[3]
+        assert "123,456" in lines[3]
+
+    def test_control_characters_escaped(self):
+        """A name with a newline cannot break the table."""
+        c = NodeMetricsCollector()
+        c.record_success("a\nb", 1.0)
+        lines = format_table(c).splitlines()
+        assert 3 == len(lines)
+        assert lines[2].startswith("a\\nb ")
+
+    def test_empty(self):
+        """An empty collector gives headers and a note."""
+        assert format_table({}).endswith("(no nodes)")
+
+    @pytest.mark.parametrize("bad", [None, [1, 2], {"n": {"p50": 1.0}}, {1: NodeMetrics()}])
+    def test_bad_input(self, bad):
+        """Anything but a collector or a mapping of names to NodeMetrics is a TypeError."""
+        with pytest.raises(TypeError, match="metrics"):
+            format_table(bad)
