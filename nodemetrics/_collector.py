@@ -55,6 +55,11 @@ _BACKLOG = 1_000
 # surely a signal handler or finalizer that interrupted the holder in its own
 # thread, and waiting on would deadlock. It leaves its recording queued.
 _BACKLOG_WAIT_S = 0.05
+# A drainer takes at most this many batches, then leaves what is left to the
+# next recording or read (a read always applies the queue first). Without a
+# bound, code that records whenever a recording runs (a GC callback, with the
+# GC collecting on every allocation) would keep one thread draining forever.
+_DRAIN_ROUNDS = 16
 
 
 def check_node(node: object, argument: str = "node") -> str:
@@ -467,7 +472,9 @@ class NodeMetricsCollector:
     def _drain(self) -> None:
         pending = self._pending
         lock = self._lock
-        while pending and lock.acquire(False):
+        for _ in range(_DRAIN_ROUNDS):
+            if not pending or not lock.acquire(False):
+                return
             try:
                 events = self._apply_pending()
             finally:
@@ -651,7 +658,9 @@ class NodeMetricsCollector:
             TypeError: *node* is not a str.
             ValueError: *node* is empty.
         """
-        return Tracker(self, check_node(node))
+        if type(node) is not str or not node:
+            node = check_node(node)
+        return Tracker(self, node)
 
     def retry_hook(self, node: str) -> Callable[[tenacity.RetryCallState], None]:
         """

@@ -717,6 +717,30 @@ class TestBackpressure:
             assert 6 == len(c._pending)
         assert 6 == c.get_node_metrics("n").success_count
 
+    def test_drain_is_bounded_when_applying_queues_more(self):
+        """If applying a recording queues another (a GC callback on every allocation), the
+        drainer stops after a bounded number of rounds; a later read applies the rest."""
+        from nodemetrics import _collector
+
+        class Reentrant(NodeMetricsCollector):
+            generate = True
+
+            def _apply(self, node, value, kind):
+                events = super()._apply(node, value, kind)
+                if self.generate:  # as if the GC ran a recording callback meanwhile
+                    self._pending.append(("echo", 1.0, -1))
+                return events
+
+        c = Reentrant()
+        c.record_success("n", 1.0)  # applies, queues an echo, drains: more echoes
+        assert 1 <= len(c._pending)
+        applied = c._nodes["echo"].success
+        assert _collector._DRAIN_ROUNDS == applied
+        Reentrant.generate = False
+        m = c.get_node_metrics("echo")
+        assert applied + 1 == m.success_count
+        assert 0 == len(c._pending)
+
     def test_holder_drains_only_what_was_queued(self):
         """Applying the queue takes a bounded batch: items queued meanwhile wait their turn."""
         c = NodeMetricsCollector(
