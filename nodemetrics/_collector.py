@@ -49,8 +49,11 @@ _INF = math.inf
 
 # Queueing a recording is cheaper than applying one, so a recorder that finds
 # the lock held could outrun its holder forever. Past this many queued
-# recordings a recorder waits for the lock instead (and then helps drain).
-_BACKLOG = 1_000
+# recordings (about 1.5 MB) a recorder waits for the lock instead, and then
+# helps drain. Waiting hands the GIL back and forth between threads, which
+# costs far more than queueing, so the bound is set above what one thread
+# queues in one GIL switch interval (5 ms) while another holds the lock.
+_BACKLOG = 16_384
 # ...but never longer than this: a recorder that waits this long is almost
 # surely a signal handler or finalizer that interrupted the holder in its own
 # thread, and waiting on would deadlock. It leaves its recording queued.
