@@ -587,11 +587,17 @@ class NodeMetricsCollector:
         """
         if type(node) is not str or not node:
             node = check_node(node)
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             events = self._apply_pending() if self._pending else None
             state = self._nodes.get(node)
             snapshot = EMPTY if state is None else state.snapshot()
-        self._after_read(events)
+        finally:
+            lock.release()
+        # Scrapes read every node often: skip the calls when there is nothing to do.
+        if events or self._pending:
+            self._after_read(events)
         return snapshot
 
     def get_all_node_metrics(self) -> dict[str, NodeMetrics]:
