@@ -1,6 +1,9 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+import subprocess
+import sys
+
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -50,3 +53,19 @@ class _BrokenCollector(NodeMetricsCollector):
 @pytest.fixture
 def broken_collector() -> NodeMetricsCollector:
     return _BrokenCollector()
+
+
+@pytest.fixture
+def fresh_python() -> Callable[[str], subprocess.CompletedProcess[str]]:
+    """Run a script in a new interpreter: no coverage tracer, no test-session heap."""
+
+    def run(script: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(  # noqa: S603 -- our own interpreter and script
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+    return run

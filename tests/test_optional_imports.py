@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 
 
@@ -33,10 +31,8 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_core_without_optional_dependencies():
+def test_core_without_optional_dependencies(fresh_python):
     """With the optional libraries unimportable, the core imports, records and reads."""
-    result = subprocess.run(  # noqa: S603 -- our own interpreter and script
-        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=60, check=False
-    )
+    result = fresh_python(SCRIPT)
     assert 0 == result.returncode, result.stderr
     assert ["n", "[]", "prometheus: prometheus_client is blocked"] == result.stdout.splitlines()

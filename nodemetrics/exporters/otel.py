@@ -67,30 +67,10 @@ class OpenTelemetryExporter:
         self._collector = collector
         provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
         meter = provider.get_meter("nodemetrics")
-        meter.create_observable_counter(
-            "nodemetrics.node.executions",
-            callbacks=[self._reader(_executions)],
-            unit="{execution}",
-            description="Executions of a node, by outcome.",
-        )
-        meter.create_observable_counter(
-            "nodemetrics.node.failures",
-            callbacks=[self._reader(_failures)],
-            unit="{execution}",
-            description="Failed executions of a node, by category.",
-        )
-        meter.create_observable_counter(
-            "nodemetrics.node.retries",
-            callbacks=[self._reader(_retries)],
-            unit="{retry}",
-            description="Retries of a node.",
-        )
-        meter.create_observable_counter(
-            "nodemetrics.node.cancellations",
-            callbacks=[self._reader(_cancellations)],
-            unit="{execution}",
-            description="Cancelled executions of a node.",
-        )
+        for name, observe, unit, description in _COUNTERS:
+            meter.create_observable_counter(
+                name, callbacks=[self._reader(observe)], unit=unit, description=description
+            )
         meter.create_observable_gauge(
             "nodemetrics.node.duration",
             callbacks=[self._reader(_durations)],
@@ -139,3 +119,16 @@ def _durations(node: str, m: NodeMetrics) -> Iterable[Observation]:
         value = getattr(m, field)
         if value is not None:
             yield Observation(value / 1000, {"node": node, "quantile": quantile})
+
+
+_COUNTERS = (
+    (
+        "nodemetrics.node.executions",
+        _executions,
+        "{execution}",
+        "Executions of a node, by outcome.",
+    ),
+    ("nodemetrics.node.failures", _failures, "{execution}", "Failed executions, by category."),
+    ("nodemetrics.node.retries", _retries, "{retry}", "Retries of a node."),
+    ("nodemetrics.node.cancellations", _cancellations, "{execution}", "Cancelled executions."),
+)

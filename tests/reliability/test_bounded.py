@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 
 from nodemetrics import NodeMetricsCollector
@@ -50,15 +48,9 @@ MILLION_OVER_FIFTY_THOUSAND = textwrap.dedent(
 )
 
 
-def test_a_million_executions_over_fifty_thousand_names():
+def test_a_million_executions_over_fifty_thousand_names(fresh_python):
     """1,000,000 executions over 50,000 names keep 10,001 nodes in a bounded footprint."""
-    result = subprocess.run(  # noqa: S603 -- our own interpreter and script
-        [sys.executable, "-c", MILLION_OVER_FIFTY_THOUSAND],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = fresh_python(MILLION_OVER_FIFTY_THOUSAND)
     assert 0 == result.returncode, result.stderr
     r = json.loads(result.stdout)
     assert 10_001 == r["nodes"]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -76,15 +74,9 @@ FORK_AMID_THREADS = textwrap.dedent(
 
 
 class TestFork:
-    def test_child_records_while_parent_threads_record(self):
+    def test_child_records_while_parent_threads_record(self, fresh_python):
         """20 forks amid 3 recording threads: every child records and reads at once."""
-        result = subprocess.run(  # noqa: S603 -- our own interpreter and script
-            [sys.executable, "-c", FORK_AMID_THREADS],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        result = fresh_python(FORK_AMID_THREADS)
         assert 0 == result.returncode, result.stderr
         assert "children failed: 0" == result.stdout.strip()
 
