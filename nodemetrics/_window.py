@@ -9,8 +9,8 @@ from itertools import accumulate
 
 # A sorted chunk splits in two once it holds twice this many samples: small
 # enough that inserting into a chunk is a short memmove at any window size,
-# large enough that a window of 100 is one chunk and one of 100,000 a couple
-# of hundred, cheap to walk when reading.
+# large enough that a window of 100 is one chunk and one of 100,000 about a
+# hundred, cheap to walk when reading.
 _LOAD = 1024
 
 
@@ -95,16 +95,6 @@ class RollingWindow:
             if len(new) > self._cap:
                 self._stale = True
                 del new[:], self._gone[:], self._chunks[:], self._maxes[:]
-
-    def clear(self) -> None:
-        """Forget every sample."""
-        del self._ring[:], self._new[:], self._gone[:], self._chunks[:], self._maxes[:]
-        if self._failed is not None:
-            del self._failed[:]
-        self._head = 0
-        self._stale = False
-        self._ends = None
-        self.failures = 0
 
     def _catch_up(self) -> None:
         if self._stale:

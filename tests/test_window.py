@@ -104,20 +104,6 @@ class TestRollingWindow:
         w.add(1.0, True)
         assert 0 == w.failures
 
-    def test_clear(self, load):
-        """clear() forgets samples and failures alike."""
-        w = RollingWindow(3, count_failures=True)
-        for v in [1.0, 2.0, 3.0, 4.0]:
-            w.add(v, True)
-        w.percentiles(50)
-        w.add(5.0, True)
-        w.clear()
-        assert 0 == len(w)
-        assert 0 == w.failures
-        assert [None] == w.percentiles(50)
-        w.add(9.0, False)
-        assert [9.0] == w.percentiles(50)
-
 
 class TestChunks:
     def test_emptied_chunk_is_removed(self, monkeypatch):
