@@ -120,6 +120,16 @@ class NodeMetrics:
 
 
 _FIELD_NAMES: tuple[str, ...] = tuple(a.name for a in attrs.fields(NodeMetrics))
+
+#: The failure-count field of each category, in ErrorCategory's order.
+FAILURE_FIELDS: tuple[tuple[str, str], ...] = (
+    ("timeout", "timeout_errors"),
+    ("validation", "validation_errors"),
+    ("network", "network_errors"),
+    ("other", "other_errors"),
+)
+#: Each percentile field with its quantile as exporters label it.
+QUANTILE_FIELDS: tuple[tuple[str, str], ...] = (("0.5", "p50"), ("0.9", "p90"), ("0.99", "p99"))
 _FIELD_SET = frozenset(_FIELD_NAMES)
 
 EMPTY = NodeMetrics()

@@ -18,18 +18,10 @@ from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
 from nodemetrics._collector import NodeMetricsCollector
-from nodemetrics._metrics import NodeMetrics
+from nodemetrics._metrics import FAILURE_FIELDS, QUANTILE_FIELDS, NodeMetrics
 
 
 __all__ = ["OpenTelemetryExporter"]
-
-_QUANTILES = (("0.5", "p50"), ("0.9", "p90"), ("0.99", "p99"))
-_FAILURE_FIELDS = (
-    ("timeout", "timeout_errors"),
-    ("validation", "validation_errors"),
-    ("network", "network_errors"),
-    ("other", "other_errors"),
-)
 
 
 class OpenTelemetryExporter:
@@ -102,7 +94,7 @@ def _executions(node: str, m: NodeMetrics) -> Iterable[Observation]:
 
 
 def _failures(node: str, m: NodeMetrics) -> Iterable[Observation]:
-    for category, field in _FAILURE_FIELDS:
+    for category, field in FAILURE_FIELDS:
         yield Observation(getattr(m, field), {"node": node, "error.type": category})
 
 
@@ -115,7 +107,7 @@ def _cancellations(node: str, m: NodeMetrics) -> Iterable[Observation]:
 
 
 def _durations(node: str, m: NodeMetrics) -> Iterable[Observation]:
-    for quantile, field in _QUANTILES:
+    for quantile, field in QUANTILE_FIELDS:
         value = getattr(m, field)
         if value is not None:
             yield Observation(value / 1000, {"node": node, "quantile": quantile})

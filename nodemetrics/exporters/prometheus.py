@@ -23,20 +23,11 @@ from prometheus_client.core import (
     SummaryMetricFamily,
 )
 
-from nodemetrics._classify import ErrorCategory
 from nodemetrics._collector import NodeMetricsCollector
-from nodemetrics._metrics import NodeMetrics
+from nodemetrics._metrics import FAILURE_FIELDS, QUANTILE_FIELDS, NodeMetrics
 
 
 __all__ = ["PrometheusExporter"]
-
-_QUANTILES = (("0.5", "p50"), ("0.9", "p90"), ("0.99", "p99"))
-_FAILURE_FIELDS = {
-    ErrorCategory.TIMEOUT: "timeout_errors",
-    ErrorCategory.VALIDATION: "validation_errors",
-    ErrorCategory.NETWORK: "network_errors",
-    ErrorCategory.OTHER: "other_errors",
-}
 
 
 class PrometheusExporter:
@@ -122,11 +113,11 @@ class PrometheusExporter:
         for node, m in sorted(snapshots.items()):
             executions.add_metric([node, "success"], m.success_count)
             executions.add_metric([node, "failure"], m.failure_count)
-            for category, field in _FAILURE_FIELDS.items():
-                failures.add_metric([node, category.value], getattr(m, field))
+            for category, field in FAILURE_FIELDS:
+                failures.add_metric([node, category], getattr(m, field))
             retries.add_metric([node], m.retry_count)
             cancellations.add_metric([node], m.cancelled_count)
-            for quantile, field in _QUANTILES:
+            for quantile, field in QUANTILE_FIELDS:
                 value = getattr(m, field)
                 if value is not None:
                     duration.add_sample(
