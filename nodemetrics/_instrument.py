@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from time import perf_counter_ns
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
-from ._collector import NodeMetricsCollector, check_node, get_default_collector
+from ._collector import NodeMetricsCollector, check_node, get_default_collector, record_timed
 from ._log import log_record_failed
 
 
@@ -32,8 +32,6 @@ def _record_cancellation(collector: NodeMetricsCollector, node: str) -> None:
 
 
 def _wrap(func: Callable[P, T], node: str, collector: NodeMetricsCollector) -> Callable[P, T]:
-    record_success = collector.record_success
-
     if inspect.iscoroutinefunction(func):
         afunc = cast("Callable[P, Awaitable[Any]]", func)
 
@@ -49,7 +47,7 @@ def _wrap(func: Callable[P, T], node: str, collector: NodeMetricsCollector) -> C
                 _record_cancellation(collector, node)
                 raise
             try:
-                record_success(node, (perf_counter_ns() - start) / 1e6)
+                record_timed(collector, node, (perf_counter_ns() - start) / 1e6)
             except Exception:  # noqa: BLE001 -- recording must never break the node
                 log_record_failed(node)
             return result
@@ -68,7 +66,7 @@ def _wrap(func: Callable[P, T], node: str, collector: NodeMetricsCollector) -> C
             _record_cancellation(collector, node)
             raise
         try:
-            record_success(node, (perf_counter_ns() - start) / 1e6)
+            record_timed(collector, node, (perf_counter_ns() - start) / 1e6)
         except Exception:  # noqa: BLE001 -- recording must never break the node
             log_record_failed(node)
         return result

@@ -31,8 +31,11 @@ def close(expected: list[float | None], actual: list[float | None]) -> bool:
 
 
 values = st.floats(min_value=0.0, max_value=1e9, allow_nan=False, allow_infinity=False)
-# An action is a sample to add, or None: read the percentiles now.
-actions = st.lists(st.none() | st.tuples(values, st.booleans()), max_size=300)
+# An action is a sample to add, a list of successes to extend by, or None:
+# read the percentiles now.
+actions = st.lists(
+    st.none() | st.tuples(values, st.booleans()) | st.lists(values, max_size=90), max_size=300
+)
 
 
 @pytest.fixture(params=[1024, 3], ids=["one-chunk", "many-chunks"])
@@ -58,6 +61,9 @@ class TestRollingWindow:
                 assert close(oracle(samples), window.percentiles(50, 90, 99))
                 assert len(model) == len(window)
                 assert sum(f for _, f in model) == window.failures
+            elif isinstance(action, list):
+                window.extend(action)
+                model.extend((v, False) for v in action)
             else:
                 window.add(*action)
                 model.append(action)

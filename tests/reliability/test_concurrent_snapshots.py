@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 
-from nodemetrics import NodeMetrics, NodeMetricsCollector
+from nodemetrics import NodeMetrics, NodeMetricsCollector, metered
 
 
 NODES = ["alpha", "beta", "gamma"]
@@ -101,3 +102,58 @@ def test_readers_never_see_a_torn_snapshot():
     assert total // 10 == sum(m.retry_count for m in metrics.values())
     for m in metrics.values():
         check(m)
+
+
+def test_timed_successes_are_never_lost():
+    """
+    4 threads time blocks and calls into one node, whose batch other threads
+    fold at once (readers, direct recordings); every success is counted.
+    """
+    c = NodeMetricsCollector(window_size=64)
+    c.record_success("shared", 1.0)  # known nodes batch timed successes
+    per_thread = 5_000
+    done = threading.Event()
+    failures: list[BaseException] = []
+
+    @metered("shared", collector=c)
+    def call() -> None:
+        pass
+
+    def timer(t: int) -> None:
+        for i in range(per_thread):
+            if (t + i) % 2:
+                call()
+            else:
+                with c.track("shared"):
+                    pass
+
+    def disturber() -> None:
+        try:
+            while not done.is_set():
+                m = c.get_node_metrics("shared")
+                assert m.success_count + m.failure_count == m.total_executions
+                c.record_failure("shared", 1.0, category="other")
+        except BaseException as e:
+            failures.append(e)
+            raise
+
+    others = [threading.Thread(target=disturber) for _ in range(2)]
+    timers = [threading.Thread(target=timer, args=(t,)) for t in range(4)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as CPython will
+    try:
+        for t in others + timers:
+            t.start()
+        for t in timers:
+            t.join()
+        done.set()
+        for t in others:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+
+    assert [] == failures
+    m = c.get_node_metrics("shared")
+    assert 1 + 4 * per_thread == m.success_count
+    assert m.success_count + m.failure_count == m.total_executions
+    assert [] == c._nodes["shared"].batch

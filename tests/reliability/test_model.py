@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -14,7 +17,14 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from loguru import logger
 
-from nodemetrics import ErrorCategory, NodeMetricsCollector, classify_error
+from nodemetrics import (
+    ErrorCategory,
+    NodeMetricsCollector,
+    _collector,
+    _instrument,
+    classify_error,
+    metered,
+)
 
 
 NODES = st.sampled_from(["a", "b", "ü-node"])
@@ -27,6 +37,21 @@ CATEGORIES = st.sampled_from([*ErrorCategory, *(c.value for c in ErrorCategory)]
 ERRORS = st.sampled_from(
     [TimeoutError(), ValueError(), ConnectionResetError(), KeyError(), RuntimeError(), None]
 )
+# Nanoseconds that timed calls take, by a fake clock; bursts long enough to
+# fill a batch (32) twice.
+ELAPSED = st.lists(st.integers(min_value=0, max_value=10**12), min_size=1, max_size=70)
+
+
+@contextmanager
+def fake_clock(module: object, elapsed_ns: list[int]) -> Iterator[None]:
+    """Make *module*'s perf_counter_ns tick: each timed call takes the next *elapsed_ns*."""
+    ticks = itertools.chain.from_iterable((0, ns) for ns in elapsed_ns)
+    real = module.perf_counter_ns  # type: ignore[attr-defined]
+    module.perf_counter_ns = ticks.__next__  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        module.perf_counter_ns = real  # type: ignore[attr-defined]
 
 
 class ModelNode:
@@ -78,6 +103,34 @@ class CollectorMachine(RuleBasedStateMachine):
         m = self.node(node)
         m.success += 1
         m.execute(duration)
+
+    def timed(self, node: str, elapsed_ns: list[int]) -> None:
+        m = self.node(node)
+        for ns in elapsed_ns:
+            m.success += 1
+            m.execute(ns / 1e6)
+
+    @rule(node=NODES, elapsed_ns=ELAPSED)
+    def tracked(self, node, elapsed_ns):
+        with fake_clock(_collector, elapsed_ns):
+            for _ in elapsed_ns:
+                with self.collector.track(node):
+                    pass
+        self.timed(node, elapsed_ns)
+
+    @rule(node=NODES, elapsed_ns=ELAPSED)
+    def metered_calls(self, node, elapsed_ns):
+        call = metered(node, collector=self.collector)(lambda: None)
+        with fake_clock(_instrument, elapsed_ns):
+            for _ in elapsed_ns:
+                call()
+        self.timed(node, elapsed_ns)
+
+    @rule(node=NODES, elapsed_ns=ELAPSED, duration=DURATIONS)
+    def tracked_then_failure(self, node, elapsed_ns, duration):
+        """A failure recorded while tracked successes wait in a batch lands after them."""
+        self.tracked(node, elapsed_ns)
+        self.failure_with_category(node, duration, "network", None)
 
     @rule(node=NODES, duration=DURATIONS, category=CATEGORIES, error=ERRORS)
     def failure_with_category(self, node, duration, category, error):
