@@ -224,7 +224,7 @@ class _Node:
         if self.snapshot_cache is not None:
             return self.snapshot_cache
         executions = self.success + self.failure
-        p50, p90, p99 = self.window.percentiles(50, 90, 99)
+        p50, p90, p99 = self.window.p50_p90_p99()
         timeout, validation, network, other = self.errors
         snapshot: NodeMetrics = unchecked_metrics(
             executions,

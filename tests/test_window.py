@@ -59,6 +59,7 @@ class TestRollingWindow:
             if action is None:
                 samples = [v for v, _ in model]
                 assert close(oracle(samples), window.percentiles(50, 90, 99))
+                assert window.percentiles(50, 90, 99) == list(window.p50_p90_p99())
                 assert len(model) == len(window)
                 assert sum(f for _, f in model) == window.failures
             elif isinstance(action, list):
@@ -103,6 +104,17 @@ class TestRollingWindow:
             if i in (10, 2500):
                 w.percentiles(50)
         assert close(oracle(data[-1000:]), w.percentiles(50, 90, 99))
+
+    def test_rank_cache_is_bounded(self, monkeypatch):
+        """Ranks are kept for a bounded number of window lengths, right either way."""
+        monkeypatch.setattr(_window, "_RANKS", {})
+        monkeypatch.setattr(_window, "_RANKS_KEPT", 2)
+        for n in (3, 4, 5):
+            w = RollingWindow(n)
+            for v in range(n):
+                w.add(float(v), False)
+            assert w.percentiles(50, 90, 99) == list(w.p50_p90_p99())
+        assert {3, 4} == set(_window._RANKS)
 
     def test_failures_not_counted_by_default(self, load):
         """Without count_failures the window keeps no outcome flags."""
