@@ -135,3 +135,35 @@ def test_recording_from_a_signal_handler():
     assert n == c.get_node_metrics("main").total_executions
     assert len(handled) == c.get_node_metrics("from-signal").success_count
     assert len(handled) == c.get_node_metrics("main").retry_count
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs signal.setitimer")
+@pytest.mark.skipif(sys.platform == "win32", reason="needs SIGALRM")
+def test_timing_from_a_signal_handler():
+    """
+    SIGALRM handlers time blocks of the node the main thread times in a tight
+    loop, so they land in its batch mid-append and mid-fold: exact counts.
+    """
+    c = NodeMetricsCollector()
+    c.record_success("main", 1.0)  # known, so timed successes are batched
+    handled = []
+
+    def handler(signum, frame):
+        handled.append(len(c._nodes["main"].batch))
+        with c.track("main"):
+            pass
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, 0.0005, 0.0005)
+    try:
+        n = 0
+        while n < 300_000 and (n < 50_000 or len(handled) < 20):
+            with c.track("main"):
+                pass
+            n += 1
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+    assert any(handled), "no signal arrived while the batch held successes"
+    assert 1 + n + len(handled) == c.get_node_metrics("main").success_count

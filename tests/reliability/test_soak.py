@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -23,6 +24,12 @@ NODES = [f"node-{i}" for i in range(100)]
 DURATIONS = [float(i % 50) + 0.5 for i in range(997)]
 
 
+def execute(k: int) -> None:
+    """A node that times out on 2 of every 7 calls."""
+    if k % 7 < 2:
+        raise TimeoutError
+
+
 def rss_bytes() -> int:
     with Path("/proc/self/status").open() as f:
         for line in f:
@@ -32,16 +39,28 @@ def rss_bytes() -> int:
     raise RuntimeError(msg)
 
 
-def test_soak():
-    """5M executions over 100 nodes, thresholds on: exact totals, RSS growth < 5 MB."""
+@pytest.mark.parametrize("timed", [False, True], ids=["recorded", "timed"])
+def test_soak(timed):
+    """
+    5M executions over 100 nodes, recorded with thresholds on, or timed by
+    track() and batched: exact totals, RSS growth < 5 MB.
+    """
     total = int(os.environ.get("NODEMETRICS_SOAK_EXECUTIONS", "5000000"))
     fired = {"rate": 0, "latency": 0}
-    c = NodeMetricsCollector(
-        min_samples=10,
-        failure_rate_threshold=0.3,
-        on_failure_rate_threshold=lambda node, rate: fired.__setitem__("rate", fired["rate"] + 1),
-        latency_threshold_ms=48.0,
-        on_latency_threshold=lambda node, p99: fired.__setitem__("latency", fired["latency"] + 1),
+    c = (
+        NodeMetricsCollector()
+        if timed
+        else NodeMetricsCollector(
+            min_samples=10,
+            failure_rate_threshold=0.3,
+            on_failure_rate_threshold=lambda node, rate: fired.__setitem__(
+                "rate", fired["rate"] + 1
+            ),
+            latency_threshold_ms=48.0,
+            on_latency_threshold=lambda node, p99: fired.__setitem__(
+                "latency", fired["latency"] + 1
+            ),
+        )
     )
     per_thread = total // THREADS
     warm_up = per_thread // 10
@@ -56,7 +75,10 @@ def test_soak():
                 go.wait()
             k = t * per_thread + i
             node = NODES[k % 100]
-            if k % 7 < 2:
+            if timed:
+                with contextlib.suppress(TimeoutError), c.track(node):
+                    execute(k)
+            elif k % 7 < 2:
                 failure(node, DURATIONS[k % 997], category="timeout")
             else:
                 success(node, DURATIONS[k % 997])
@@ -77,5 +99,5 @@ def test_soak():
     assert done == sum(m.total_executions for m in metrics.values())
     expected_failures = sum(1 for k in range(done) if k % 7 < 2)
     assert expected_failures == sum(m.timeout_errors for m in metrics.values())
-    assert fired["rate"] + fired["latency"] > 0
+    assert timed or fired["rate"] + fired["latency"] > 0
     assert growth < 5 * 1024 * 1024, f"RSS grew {growth / 1e6:.1f} MB after warm-up"
