@@ -142,6 +142,14 @@ def bench_calls(cfg: Config) -> dict[str, float]:
         )
         r[f"get after record {window}"] = r[f"record+get {window}"] - r[f"record {window}"]
 
+    # Not a target: a read after a timed block also folds the batch in.
+    def track_get() -> None:
+        with c.track("noop"):
+            pass
+        c.get_node_metrics("noop")
+
+    r["get after track()"] = per_call_ns(cfg, track_get) - r["empty block"] - r["with track()"]
+
     try:
         from opentelemetry.sdk.metrics import MeterProvider
     except ImportError:
