@@ -171,7 +171,7 @@ def _optional_callable(_instance: Any, attribute: attrs.Attribute[Any], value: A
 
 
 class _Node:
-    """The mutable state of one node; only touched under the collector's lock."""
+    """The mutable state of one node; only touched under the collector's lock, but for its batch."""
 
     __slots__ = (
         "batch",
@@ -208,6 +208,9 @@ class _Node:
         """Count the batched successes, in the order they came."""
         batch = self.batch
         values = batch[:]
+        if not values:
+            # Another thread folded it between a caller's check and its lock.
+            return
         # Other threads may append meanwhile: delete only what was taken.
         del batch[: len(values)]
         self.snapshot_cache = None
@@ -761,12 +764,13 @@ class Tracker:
     """
     Times one execution of a node, as ``with`` or ``async with``.
 
-    Made only by :meth:`NodeMetricsCollector.track`, fresh for each use. The block
-    is timed with :func:`time.perf_counter_ns`; on exit it records a success,
-    a classified failure (for an :class:`Exception`) or a cancellation (for
-    any other :class:`BaseException`). The exception itself always propagates
-    unchanged: the tracker never suppresses, replaces or adds to it, and
-    anything that goes wrong while recording is logged, not raised.
+    Made only by :meth:`NodeMetricsCollector.track`, fresh for each use. The
+    block is timed with :func:`time.perf_counter_ns`; on exit it records a
+    success, a classified failure (for an :class:`Exception`) or a
+    cancellation (for any other :class:`BaseException`). The exception itself
+    always propagates unchanged: the tracker never suppresses, replaces or
+    adds to it, and anything that goes wrong while recording is logged, not
+    raised.
     """
 
     __slots__ = ("_collector", "_node", "_start")

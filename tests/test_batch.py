@@ -78,6 +78,19 @@ class TestBatch:
         assert (3, 3.0) == (m.success_count, m.last_execution_ms)
         assert [99.0] == list(batch(c))
 
+    def test_fold_of_a_folded_batch_does_nothing(self, logs):
+        """
+        Two threads can both see a full batch; the one that takes the lock
+        second finds it empty, and neither errs nor counts twice.
+        """
+        c = known()
+        track(c, 3)
+        state = c._nodes["n"]
+        _collector._fold_batch(c, state)
+        _collector._fold_batch(c, state)
+        assert ([], 4) == (batch(c), state.success)
+        assert [] == logs.of_level("ERROR")
+
     def test_busy_lock_leaves_batch_for_later(self):
         """
         A fold that finds the lock busy leaves the batch (and the queue) to the

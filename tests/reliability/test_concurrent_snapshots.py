@@ -104,7 +104,7 @@ def test_readers_never_see_a_torn_snapshot():
         check(m)
 
 
-def test_timed_successes_are_never_lost():
+def test_timed_successes_are_never_lost(logs):
     """
     4 threads time blocks and calls into one node, whose batch other threads
     fold at once (readers, direct recordings); every success is counted.
@@ -153,6 +153,7 @@ def test_timed_successes_are_never_lost():
         sys.setswitchinterval(interval)
 
     assert [] == failures
+    assert [] == logs.of_level("ERROR")
     m = c.get_node_metrics("shared")
     assert 1 + 4 * per_thread == m.success_count
     assert m.success_count + m.failure_count == m.total_executions
