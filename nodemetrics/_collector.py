@@ -67,7 +67,7 @@ _DRAIN_ROUNDS = 16
 # track() and metered() append a success to its node's batch, a list that
 # needs no lock, and fold the batch into the node once it holds this many
 # (or sooner, when anything reads or records to the node another way).
-# Folding 32 costs about what applying 3 one at a time does; a batch holds at
+# Folding 32 costs about what 4 record_success() calls do; a batch holds at
 # most about 1 KB while it waits.
 _BATCH = 32
 

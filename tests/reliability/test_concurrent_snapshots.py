@@ -33,6 +33,19 @@ def check(m: NodeMetrics) -> None:
     assert m.last_execution_ms in DURATIONS
 
 
+def run(
+    workers: list[threading.Thread], watchers: list[threading.Thread], done: threading.Event
+) -> None:
+    """Start all; once the workers have finished, set *done* and wait for the watchers."""
+    for t in watchers + workers:
+        t.start()
+    for t in workers:
+        t.join()
+    done.set()
+    for t in watchers:
+        t.join()
+
+
 def record(c: NodeMetricsCollector, i: int) -> None:
     node = NODES[i % len(NODES)]
     duration = DURATIONS[i % len(DURATIONS)]
@@ -85,13 +98,7 @@ def test_readers_never_see_a_torn_snapshot():
     readers = [threading.Thread(target=reader, args=(r,)) for r in range(2)]
     recorders = [threading.Thread(target=thread_recorder, args=(t,)) for t in range(THREADS)]
     recorders.append(threading.Thread(target=asyncio_recorders))
-    for t in readers + recorders:
-        t.start()
-    for t in recorders:
-        t.join()
-    recorders_done.set()
-    for t in readers:
-        t.join()
+    run(recorders, readers, recorders_done)
 
     assert [] == failures
     assert all(r > 0 for r in reads)
@@ -142,13 +149,7 @@ def test_timed_successes_are_never_lost(logs):
     interval = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)  # switch threads as often as CPython will
     try:
-        for t in others + timers:
-            t.start()
-        for t in timers:
-            t.join()
-        done.set()
-        for t in others:
-            t.join()
+        run(timers, others, done)
     finally:
         sys.setswitchinterval(interval)
 
