@@ -4,9 +4,9 @@ The cost of instrumenting a node, next to baselines measured in the same run.
 Run with ``nox -s bench`` (or ``nox -s bench -- --quick`` for a run of a
 few seconds that only proves the harness works). Prints a Markdown table.
 
-Every figure is the median of many repeats of a timeit loop, after a
-warm-up; overheads are a timed call minus the bare call measured in the same
-run, and every baseline (prometheus_client, OpenTelemetry, a hand-written
+Every figure is the median of many timeit loops, after a warm-up, timed in
+rounds that interleave all the statements (see `Timers`); overheads are a
+timed call minus the bare call measured in the same run, and every baseline (prometheus_client, OpenTelemetry, a hand-written
 timing wrapper) is measured here, never typed in.
 """
 
@@ -49,33 +49,45 @@ def durations() -> Callable[[], float]:
     return itertools.cycle([rng.expovariate(1 / 20) for _ in range(4096)]).__next__
 
 
-def per_call_ns(cfg: Config, stmt: Callable[[], object]) -> float:
-    """Median ns per call of `stmt`, after a warm-up and loop-count calibration."""
-    timer = timeit.Timer(stmt)
-    number, _ = timer.autorange()
-    number = max(1, int(number * cfg.target_s / 0.2))
-    timer.timeit(number)  # warm-up
-    gc.disable()
-    try:
-        runs = timer.repeat(repeat=cfg.repeat, number=number)
-    finally:
-        gc.enable()
-    return statistics.median(runs) / number * 1e9
+class Timers:
+    """
+    Named statements, each timed by a `timeit` loop, in interleaved rounds.
 
+    Each statement is calibrated and warmed up alone; then every round times
+    each statement once, and a figure is the median of its rounds. Timing
+    round by round, instead of statement by statement, means that a machine
+    whose speed drifts during the run slows a figure and its baseline alike.
+    """
 
-def per_await_ns(cfg: Config, fn: Callable[[], Any]) -> float:
-    """Median ns per awaited call of the coroutine function `fn`."""
-    loop = asyncio.new_event_loop()
-    n = 200 if cfg.quick else 2_000
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.stmts: dict[str, tuple[Callable[[], object], int]] = {}
 
-    async def drive() -> None:
-        for _ in range(n):
-            await fn()
+    def add(self, name: str, stmt: Callable[[], object], calls: int = 1) -> None:
+        """Time `stmt`, which makes `calls` calls, as ns per call under `name`."""
+        self.stmts[name] = (stmt, calls)
 
-    try:
-        return per_call_ns(cfg, lambda: loop.run_until_complete(drive())) / n
-    finally:
-        loop.close()
+    def run(self) -> dict[str, float]:
+        """Return the median ns per call of each statement, by name."""
+        loops = {}
+        for name, (stmt, calls) in self.stmts.items():
+            timer = timeit.Timer(stmt)
+            # Calibrate: enough calls to last target_s per round.
+            number = 1
+            while (elapsed := timer.timeit(number)) < 0.001:
+                number *= 10
+            number = max(1, int(number * self.cfg.target_s / elapsed))
+            timer.timeit(number)  # warm-up
+            loops[name] = (timer, number, number * calls)
+        rounds: dict[str, list[float]] = {name: [] for name in loops}
+        gc.disable()
+        try:
+            for _ in range(self.cfg.repeat):
+                for name, (timer, number, total_calls) in loops.items():
+                    rounds[name].append(timer.timeit(number) / total_calls)
+        finally:
+            gc.enable()
+        return {name: statistics.median(times) * 1e9 for name, times in rounds.items()}
 
 
 def filled(window: int, node: str = "n") -> NodeMetricsCollector:
@@ -88,7 +100,7 @@ def filled(window: int, node: str = "n") -> NodeMetricsCollector:
 
 
 def bench_calls(cfg: Config) -> dict[str, float]:
-    r: dict[str, float] = {}
+    t = Timers(cfg)
     registry = CollectorRegistry()
     hist = Histogram("bench_seconds", "bench", registry=registry)
     c = NodeMetricsCollector()
@@ -102,13 +114,10 @@ def bench_calls(cfg: Config) -> dict[str, float]:
         noop()
         perf_counter_ns() - start
 
-    prom_noop = hist.time()(noop)
-    metered_noop = metered("noop", collector=c)(noop)
-
-    r["bare call"] = per_call_ns(cfg, noop)
-    r["floor wrapper"] = per_call_ns(cfg, floor) - r["bare call"]
-    r["prom @time()"] = per_call_ns(cfg, prom_noop) - r["bare call"]
-    r["@metered"] = per_call_ns(cfg, metered_noop) - r["bare call"]
+    t.add("bare call", noop)
+    t.add("floor", floor)
+    t.add("prom @time()", hist.time()(noop))
+    t.add("metered", metered("noop", collector=c)(noop))
 
     def prom_with() -> None:
         with hist.time():
@@ -121,34 +130,24 @@ def bench_calls(cfg: Config) -> dict[str, float]:
     def empty() -> None:
         pass
 
-    r["empty block"] = per_call_ns(cfg, empty)
-    r["prom with time()"] = per_call_ns(cfg, prom_with) - r["empty block"]
-    r["with track()"] = per_call_ns(cfg, track_with) - r["empty block"]
+    t.add("empty block", empty)
+    t.add("prom with", prom_with)
+    t.add("track", track_with)
 
     nxt = durations()
-    r["next duration"] = per_call_ns(cfg, nxt)
-    r["prom observe()"] = per_call_ns(cfg, lambda: hist.observe(nxt())) - r["next duration"]
-    for window in (100, 10_000, 100_000):
-        wc = filled(window)
-        rec = wc.record_success
-        get = wc.get_node_metrics
-        r[f"record {window}"] = (
-            per_call_ns(cfg, lambda rec=rec: rec("n", nxt())) - r["next duration"]
-        )
-        r[f"get cached {window}"] = per_call_ns(cfg, lambda get=get: get("n"))
-        r[f"record+get {window}"] = (
-            per_call_ns(cfg, lambda rec=rec, get=get: (rec("n", nxt()), get("n")))
-            - r["next duration"]
-        )
-        r[f"get after record {window}"] = r[f"record+get {window}"] - r[f"record {window}"]
+    t.add("next duration", nxt)
+    t.add("prom observe", lambda: hist.observe(nxt()))
+    add_records(t, nxt)
 
     # Not a target: a read after a timed block also folds the batch in.
-    def track_get() -> None:
-        with c.track("noop"):
-            pass
-        c.get_node_metrics("noop")
+    tc = NodeMetricsCollector()
 
-    r["get after track()"] = per_call_ns(cfg, track_get) - r["empty block"] - r["with track()"]
+    def track_get() -> None:
+        with tc.track("noop"):
+            pass
+        tc.get_node_metrics("noop")
+
+    t.add("track+get", track_get)
 
     try:
         from opentelemetry.sdk.metrics import MeterProvider
@@ -157,15 +156,52 @@ def bench_calls(cfg: Config) -> dict[str, float]:
     else:
         otel_hist = MeterProvider().get_meter("bench").create_histogram("bench")
         attrs = {"node": "n"}
-        r["otel record()"] = (
-            per_call_ns(cfg, lambda: otel_hist.record(nxt(), attrs)) - r["next duration"]
-        )
+        t.add("otel record", lambda: otel_hist.record(nxt(), attrs))
+    return derived(t.run())
+
+
+def add_records(t: Timers, nxt: Callable[[], float]) -> None:
+    for window in (100, 10_000, 100_000):
+        # One collector per statement, so that none leaves another's window
+        # in a state it would not be in on its own.
+        rec = filled(window).record_success
+        get = filled(window).get_node_metrics
+        both = filled(window)
+        rec2, get2 = both.record_success, both.get_node_metrics
+        t.add(f"record {window}", lambda rec=rec: rec("n", nxt()))
+        t.add(f"get cached {window}", lambda get=get: get("n"))
+        t.add(f"record+get {window}", lambda rec=rec2, get=get2: (rec("n", nxt()), get("n")))
+
+
+def derived(m: dict[str, float]) -> dict[str, float]:
+    """The figures, from the timed statements: overheads net of their baseline call."""
+    r = {
+        "bare call": m["bare call"],
+        "floor wrapper": m["floor"] - m["bare call"],
+        "prom @time()": m["prom @time()"] - m["bare call"],
+        "@metered": m["metered"] - m["bare call"],
+        "empty block": m["empty block"],
+        "prom with time()": m["prom with"] - m["empty block"],
+        "with track()": m["track"] - m["empty block"],
+        "next duration": m["next duration"],
+        "prom observe()": m["prom observe"] - m["next duration"],
+        "get after track()": m["track+get"] - m["track"],
+    }
+    for window in (100, 10_000, 100_000):
+        r[f"record {window}"] = m[f"record {window}"] - m["next duration"]
+        r[f"get cached {window}"] = m[f"get cached {window}"]
+        r[f"record+get {window}"] = m[f"record+get {window}"] - m["next duration"]
+        r[f"get after record {window}"] = m[f"record+get {window}"] - m[f"record {window}"]
+    if "otel record" in m:
+        r["otel record()"] = m["otel record"] - m["next duration"]
     return r
 
 
 def bench_async(cfg: Config) -> dict[str, float]:
-    r: dict[str, float] = {}
+    t = Timers(cfg)
     c = NodeMetricsCollector()
+    loop = asyncio.new_event_loop()
+    n = 200 if cfg.quick else 2_000
 
     async def anoop() -> None:
         pass
@@ -176,11 +212,25 @@ def bench_async(cfg: Config) -> dict[str, float]:
         await anoop()
         perf_counter_ns() - start
 
-    ametered = metered("anoop", collector=c)(anoop)
-    r["async bare"] = per_await_ns(cfg, anoop)
-    r["async floor wrapper"] = per_await_ns(cfg, afloor) - r["async bare"]
-    r["async @metered"] = per_await_ns(cfg, ametered) - r["async bare"]
-    return r
+    def awaited(fn: Callable[[], Any]) -> Callable[[], object]:
+        async def drive() -> None:
+            for _ in range(n):
+                await fn()
+
+        return lambda: loop.run_until_complete(drive())
+
+    t.add("async bare", awaited(anoop), calls=n)
+    t.add("async floor", awaited(afloor), calls=n)
+    t.add("async metered", awaited(metered("anoop", collector=c)(anoop)), calls=n)
+    try:
+        m = t.run()
+    finally:
+        loop.close()
+    return {
+        "async bare": m["async bare"],
+        "async floor wrapper": m["async floor"] - m["async bare"],
+        "async @metered": m["async metered"] - m["async bare"],
+    }
 
 
 def bench_memory(cfg: Config) -> dict[str, float]:
