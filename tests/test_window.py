@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import random
 import statistics
 
 from collections import deque
@@ -31,16 +32,20 @@ def close(expected: list[float | None], actual: list[float | None]) -> bool:
 
 
 values = st.floats(min_value=0.0, max_value=1e9, allow_nan=False, allow_infinity=False)
-# An action is a sample to add, a list of successes to extend by, or None:
-# read the percentiles now.
+# An action is a sample to add, a list of successes to extend by, or the name
+# of the method to read the percentiles with now (which catches the sorted
+# chunks up; the other method then reads them as they are).
+reads = st.sampled_from(["p50_p90_p99", "percentiles"])
 actions = st.lists(
-    st.none() | st.tuples(values, st.booleans()) | st.lists(values, max_size=90), max_size=300
+    reads | st.tuples(values, st.booleans()) | st.lists(values, max_size=90), max_size=300
 )
+# Few distinct values, so that equal samples are common.
+ties = st.integers(0, 6).map(float)
 
 
-@pytest.fixture(params=[1024, 3], ids=["one-chunk", "many-chunks"])
+@pytest.fixture(params=[1024, 3, 1], ids=["one-chunk", "many-chunks", "tiny-chunks"])
 def load(request, monkeypatch):
-    """Run each test with the real chunk size and with tiny chunks that split."""
+    """Run each test with the real chunk size and with tiny chunks that split and empty."""
     monkeypatch.setattr(_window, "_LOAD", request.param)
     return request.param
 
@@ -55,10 +60,13 @@ class TestRollingWindow:
         """Percentiles, length and failure count match a plain model at every read."""
         window = RollingWindow(size, count_failures=True)
         model: deque[tuple[float, bool]] = deque(maxlen=size)
-        for action in [*script, None]:
-            if action is None:
+        for action in [*script, "percentiles"]:
+            if isinstance(action, str):
                 samples = [v for v, _ in model]
-                assert close(oracle(samples), window.percentiles(50, 90, 99))
+                if action == "percentiles":
+                    assert close(oracle(samples), window.percentiles(50, 90, 99))
+                else:
+                    assert close(oracle(samples), list(window.p50_p90_p99()))
                 assert window.percentiles(50, 90, 99) == list(window.p50_p90_p99())
                 assert len(model) == len(window)
                 assert sum(f for _, f in model) == window.failures
@@ -68,6 +76,23 @@ class TestRollingWindow:
             else:
                 window.add(*action)
                 model.append(action)
+
+    @settings(
+        max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
+    @given(size=st.integers(1, 40), samples=st.lists(ties | values, max_size=150))
+    def test_read_after_every_add(self, load, size, samples):
+        """Reading after each sample (one in, one out once full) stays exact."""
+        window = RollingWindow(size)
+        model: deque[float] = deque(maxlen=size)
+        for value in samples:
+            window.add(value, False)
+            model.append(value)
+            fast = list(window.p50_p90_p99())
+            assert close(oracle(list(model)), fast)
+            # percentiles() finds the ranks afresh, without the look-ups
+            # p50_p90_p99() moved along.
+            assert window.percentiles(50, 90, 99) == fast
 
     def test_empty(self, load):
         """An empty window has no percentiles."""
@@ -136,3 +161,20 @@ class TestChunks:
         assert [4.0, 5.0, 6.0] == w.percentiles(0, 50, 100)
         assert len(w._chunks) == len(w._maxes)
         assert [c[-1] for c in w._chunks] == w._maxes
+
+    @pytest.mark.parametrize("load", [1, 2, 3])
+    def test_moved_look_ups_stay_exact(self, monkeypatch, load):
+        """Seeded runs reading after every sample move ranks across chunks every way."""
+        monkeypatch.setattr(_window, "_LOAD", load)
+        for seed in range(120):
+            rng = random.Random(seed)  # noqa: S311 -- reproducible test data
+            size = rng.randint(2, 30)
+            w = RollingWindow(size)
+            model: deque[float] = deque(maxlen=size)
+            for _ in range(rng.randint(1, 100)):
+                value = float(rng.randint(0, 8)) if rng.random() < 0.5 else rng.random() * 10
+                w.add(value, False)
+                model.append(value)
+                fast = list(w.p50_p90_p99())
+                assert close(oracle(list(model)), fast), seed
+                assert w.percentiles(50, 90, 99) == fast, seed
