@@ -20,7 +20,7 @@ import attrs
 
 from ._classify import ErrorCategory, classify_error
 from ._log import log, log_record_failed
-from ._metrics import EMPTY, NodeMetrics, unchecked_metrics
+from ._metrics import EMPTY, NodeMetrics, unfrozen_metrics
 from ._window import RollingWindow
 
 
@@ -226,27 +226,26 @@ class _Node:
         # read idle nodes over and over.
         if self.snapshot_cache is not None:
             return self.snapshot_cache
-        executions = self.success + self.failure
-        p50, p90, p99 = self.window.p50_p90_p99()
-        timeout, validation, network, other = self.errors
-        snapshot: NodeMetrics = unchecked_metrics(
-            executions,
-            self.success,
-            self.failure,
-            self.retries,
-            self.last,
-            self.total_ms / executions if executions else 0.0,
-            p50,
-            p90,
-            p99,
-            timeout,
-            validation,
-            network,
-            other,
-            self.cancelled,
-        )
+        # Built without validation: every value here was validated when it
+        # was recorded (see unfrozen_metrics).
+        snapshot = unfrozen_metrics()
+        snapshot.total_executions = executions = self.success + self.failure
+        snapshot.success_count = self.success
+        snapshot.failure_count = self.failure
+        snapshot.retry_count = self.retries
+        snapshot.last_execution_ms = self.last
+        snapshot.avg_execution_ms = self.total_ms / executions if executions else 0.0
+        snapshot.p50, snapshot.p90, snapshot.p99 = self.window.p50_p90_p99()
+        (
+            snapshot.timeout_errors,
+            snapshot.validation_errors,
+            snapshot.network_errors,
+            snapshot.other_errors,
+        ) = self.errors
+        snapshot.cancelled_count = self.cancelled
+        snapshot.__class__ = NodeMetrics
         self.snapshot_cache = snapshot
-        return snapshot
+        return snapshot  # type: ignore[no-any-return]
 
 
 _Events = list[tuple[Callable[..., object], tuple[Any, ...]]]

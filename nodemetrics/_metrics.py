@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -135,23 +135,11 @@ _FIELD_SET = frozenset(_FIELD_NAMES)
 EMPTY = NodeMetrics()
 
 
-def _make_unchecked() -> Any:
-    # The collector builds a snapshot from state it has already validated on
-    # every read of a changed node, where 14 validators and 14 calls through
-    # the frozen __setattr__ would triple the cost of a read. So it fills an
-    # unfrozen twin with the same slots, by plain attribute stores, and then
-    # makes it a NodeMetrics: CPython allows the __class__ assignment because
-    # the layouts are identical (which is why NodeMetrics has no weakref slot).
-    twin = type("_UnfrozenNodeMetrics", (), {"__slots__": _FIELD_NAMES})
-    stores = "".join(f"    m.{name} = {name}\n" for name in _FIELD_NAMES)
-    src = (
-        f"def unchecked({', '.join(_FIELD_NAMES)}):\n"
-        f"    m = _new(_Twin)\n{stores}    m.__class__ = NodeMetrics\n    return m\n"
-    )
-    namespace: dict[str, Any] = {"_new": object.__new__, "_Twin": twin, "NodeMetrics": NodeMetrics}
-    exec(src, namespace)  # noqa: S102 -- source built from our own field names
-    return namespace["unchecked"]
-
-
-#: ``unchecked_metrics(*fields)`` builds a NodeMetrics without validation.
-unchecked_metrics = _make_unchecked()
+#: ``unfrozen_metrics()`` makes an empty, mutable twin of NodeMetrics, for
+#: the collector to build a snapshot without validation: on every read of a
+#: changed node, 14 validators and 14 calls through the frozen __setattr__
+#: would triple the cost of the read. The twin has the same slots, so plain
+#: attribute stores fill it; the builder must set every field and then assign
+#: ``__class__ = NodeMetrics``, which CPython allows because the layouts are
+#: identical (and is why NodeMetrics has no weakref slot).
+unfrozen_metrics: Callable[[], Any] = type("UnfrozenNodeMetrics", (), {"__slots__": _FIELD_NAMES})

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nodemetrics import NodeMetrics
+from nodemetrics._collector import _Node
 
 
 COUNTS = [
@@ -149,16 +150,53 @@ class TestDicts:
             NodeMetrics.from_dict(d)
 
 
-class TestUnchecked:
-    @given(metrics)
-    def test_same_as_validated(self, m):
-        """The collector's fast constructor builds exactly what the validating one does."""
-        from nodemetrics._metrics import unchecked_metrics
+class TestUnvalidatedSnapshot:
+    @given(
+        st.fixed_dictionaries(
+            {
+                "success": counts,
+                "failure": counts,
+                "retries": counts,
+                "cancelled": counts,
+                "errors": st.lists(counts, min_size=4, max_size=4),
+                "total_ms": st.floats(0.0, 1e15),
+            }
+        ),
+        st.lists(st.floats(0.0, 1e12), max_size=7),
+    )
+    def test_same_as_validated(self, state, samples):
+        """The collector's unvalidated snapshot is exactly the validated NodeMetrics."""
+        node = _Node(5, count_failures=False)
+        for name, value in state.items():
+            setattr(node, name, value)
+        node.last = samples[-1] if samples else None
+        for value in samples:
+            node.window.add(value, False)
+        p50, p90, p99 = node.window.percentiles(50, 90, 99)
+        executions = node.success + node.failure
+        errors = node.errors
 
-        fast = unchecked_metrics(*(getattr(m, a.name) for a in attrs.fields(NodeMetrics)))
+        fast = node.snapshot()
+
         assert NodeMetrics is type(fast)
-        assert m == fast
-        assert hash(m) == hash(fast)
-        assert repr(m) == repr(fast)
+        validated = NodeMetrics(
+            total_executions=executions,
+            success_count=node.success,
+            failure_count=node.failure,
+            retry_count=node.retries,
+            last_execution_ms=node.last,
+            avg_execution_ms=node.total_ms / executions if executions else 0.0,
+            p50=p50,
+            p90=p90,
+            p99=p99,
+            timeout_errors=errors[0],
+            validation_errors=errors[1],
+            network_errors=errors[2],
+            other_errors=errors[3],
+            cancelled_count=node.cancelled,
+        )
+        assert validated == fast
+        assert hash(validated) == hash(fast)
+        assert repr(validated) == repr(fast)
         with pytest.raises(attrs.exceptions.FrozenInstanceError):
             fast.p50 = 1.0  # type: ignore[misc]
