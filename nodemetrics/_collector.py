@@ -593,7 +593,7 @@ class NodeMetricsCollector:
             else:
                 state.rate_armed = True
         if self._watch_latency:
-            (p99,) = window.percentiles(99)
+            p99 = window.p50_p90_p99()[2]
             if p99 > self.latency_threshold_ms:  # type: ignore[operator]
                 if state.latency_armed:
                     state.latency_armed = False

@@ -4,8 +4,11 @@ import asyncio
 import fractions
 import json
 import math
+import random
 import statistics
 import threading
+
+from collections import deque
 
 import attrs
 import pytest
@@ -457,6 +460,32 @@ class TestThresholds:
             c.record_success("n", 10.0)  # 500 falls out: re-armed
         c.record_success("n", 1000.0)
         assert 2 == len(calls)
+
+    def test_latency_crossing_in_a_window_of_many_chunks(self):
+        """With several sorted chunks the callback fires at the crossing record, exactly."""
+        calls = []
+        c = NodeMetricsCollector(
+            window_size=3000,
+            latency_threshold_ms=50.0,
+            on_latency_threshold=lambda node, p99: calls.append(p99),
+        )
+        rng = random.Random(1)  # noqa: S311 -- reproducible test data
+        model: deque[float] = deque(maxlen=3000)
+        for _ in range(4000):  # full, then each record swaps one sample for another
+            value = rng.uniform(1.0, 40.0)
+            c.record_success("n", value)
+            model.append(value)
+        assert [] == calls
+        assert 1 < len(c._nodes["n"].window._chunks)
+        while True:
+            value = rng.uniform(60.0, 100.0)
+            c.record_success("n", value)
+            model.append(value)
+            expected = statistics.quantiles(model, n=100, method="inclusive")[98]
+            if expected > 50.0:
+                break
+            assert [] == calls
+        assert [pytest.approx(expected, rel=1e-12)] == calls
 
     def test_reset_rearms(self):
         """A reset re-arms the thresholds."""
