@@ -6,8 +6,9 @@ few seconds that only proves the harness works). Prints a Markdown table.
 
 Every figure is the median of many timeit loops, after a warm-up, timed in
 rounds that interleave all the statements (see `Timers`); overheads are a
-timed call minus the bare call measured in the same run, and every baseline (prometheus_client, OpenTelemetry, a hand-written
-timing wrapper) is measured here, never typed in.
+timed call minus the bare call measured in the same run, and every baseline
+(prometheus_client, OpenTelemetry, a hand-written timing wrapper) is
+measured here, never typed in.
 """
 
 from __future__ import annotations
