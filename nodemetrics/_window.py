@@ -190,7 +190,8 @@ class RollingWindow:
     def _catch_up(self) -> None:
         if self._stale:
             ordered = sorted(self._ring)
-            self._chunks = [
+            # In place: a reader may hold the list.
+            self._chunks[:] = [
                 array("d", ordered[i : i + _LOAD]) for i in range(0, len(ordered), _LOAD)
             ]
             self._maxes = [chunk[-1] for chunk in self._chunks]
@@ -225,7 +226,12 @@ class RollingWindow:
         # several chunks: a full window read after every recording. Each
         # rank's look-up is moved along instead of found afresh.
         maxes = self._maxes
-        old = self._gone.pop()
+        gone = self._gone
+        old = gone[0]
+        gone.clear()
+        new = self._new
+        value = new[0]
+        new.clear()
         j = bisect_left(maxes, old)
         chunk = chunks[j]
         k = bisect_left(chunk, old)
@@ -233,11 +239,11 @@ class RollingWindow:
         if k == len(chunk):
             if not chunk:
                 del chunks[j], maxes[j]
-                self._insert(self._new.pop())
+                self._insert(value)
                 self._ends = self._at = None
                 return
             maxes[j] = chunk[-1]
-        i = self._insert(self._new.pop())
+        i = self._insert(value)
         self._ends = None
         at = self._at
         if i < 0:
@@ -309,15 +315,18 @@ class RollingWindow:
                     # One sample came and one went since the last read of a
                     # one-chunk window: reading after every recording at
                     # window size 100, the case worth writing out in line.
+                    # (clear() is cheaper than pop() to empty.)
                     only = chunks[0]
-                    value = new.pop()
+                    value = new[0]
+                    new.clear()
                     only.insert(bisect_right(only, value), value)
-                    del only[bisect_left(only, self._gone.pop())]
+                    gone = self._gone
+                    del only[bisect_left(only, gone[0])]
+                    gone.clear()
                 else:
                     self._swap(chunks)
             else:
                 self._catch_up()
-                chunks = self._chunks
         lo50, hi50, f50, lo90, hi90, f90, lo99, hi99, f99 = _RANKS.get(n) or _ranks(n)
         # The same arithmetic as percentiles(), so the same floats. Where a
         # fraction is 0.0 this adds 0.0, which changes no sample (all >= +0.0).
