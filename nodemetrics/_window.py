@@ -344,7 +344,8 @@ class RollingWindow:
         if at is None:
             at = self._locate(lo50, lo90, lo99)
         # Each rank's sample is at (chunk, index); the next one may begin
-        # the next chunk.
+        # the next chunk. Written out thrice: a loop over the ranks costs a
+        # tenth of a read at window 100,000 (callgrind, 28.9k -> 31.7k).
         c50, k50, c90, k90, c99, k99 = at
         chunk = chunks[c50]
         p50 = chunk[k50]

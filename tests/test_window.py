@@ -43,6 +43,17 @@ actions = st.lists(
 ties = st.integers(0, 6).map(float)
 
 
+def add_then_read(window: RollingWindow, model: deque[float], value: float) -> None:
+    """Add a sample, read at once, and check the read against the model."""
+    window.add(value, False)
+    model.append(value)
+    fast = list(window.p50_p90_p99())
+    assert close(oracle(list(model)), fast)
+    # percentiles() finds the ranks afresh, without the look-ups
+    # p50_p90_p99() moved along.
+    assert window.percentiles(50, 90, 99) == fast
+
+
 @pytest.fixture(params=[1024, 3, 1], ids=["one-chunk", "many-chunks", "tiny-chunks"])
 def load(request, monkeypatch):
     """Run each test with the real chunk size and with tiny chunks that split and empty."""
@@ -86,13 +97,7 @@ class TestRollingWindow:
         window = RollingWindow(size)
         model: deque[float] = deque(maxlen=size)
         for value in samples:
-            window.add(value, False)
-            model.append(value)
-            fast = list(window.p50_p90_p99())
-            assert close(oracle(list(model)), fast)
-            # percentiles() finds the ranks afresh, without the look-ups
-            # p50_p90_p99() moved along.
-            assert window.percentiles(50, 90, 99) == fast
+            add_then_read(window, model, value)
 
     def test_empty(self, load):
         """An empty window has no percentiles."""
@@ -173,8 +178,4 @@ class TestChunks:
             model: deque[float] = deque(maxlen=size)
             for _ in range(rng.randint(1, 100)):
                 value = float(rng.randint(0, 8)) if rng.random() < 0.5 else rng.random() * 10
-                w.add(value, False)
-                model.append(value)
-                fast = list(w.p50_p90_p99())
-                assert close(oracle(list(model)), fast), seed
-                assert w.percentiles(50, 90, 99) == fast, seed
+                add_then_read(w, model, value)
