@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ._classify import ErrorCategory, classify_error
 from ._collector import OVERFLOW_NODE, NodeMetricsCollector, Tracker, get_default_collector
+from ._histogram import NodeHistogram
 from ._instrument import metered
 from ._metrics import NodeMetrics
 from ._table import format_table
@@ -18,6 +19,7 @@ from ._table import format_table
 
 __all__ = [
     "ErrorCategory",
+    "NodeHistogram",
     "NodeMetrics",
     "NodeMetricsCollector",
     "OVERFLOW_NODE",

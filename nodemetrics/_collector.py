@@ -10,6 +10,7 @@ import os
 import threading
 import weakref
 
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
 from time import perf_counter_ns
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any, final
 import attrs
 
 from ._classify import ErrorCategory, classify_error
+from ._histogram import DEFAULT_BUCKETS_MS, NodeHistogram, _trusted, check_buckets
 from ._log import log, log_record_failed
 from ._metrics import EMPTY, NodeMetrics, unfrozen_metrics
 from ._window import RollingWindow
@@ -175,9 +177,12 @@ class _Node:
 
     __slots__ = (
         "batch",
+        "bounds",
         "cancelled",
         "errors",
         "failure",
+        "hist",
+        "hist_cache",
         "last",
         "latency_armed",
         "rate_armed",
@@ -188,7 +193,9 @@ class _Node:
         "window",
     )
 
-    def __init__(self, window_size: int, count_failures: bool) -> None:
+    def __init__(
+        self, window_size: int, count_failures: bool, bounds: tuple[float, ...] = DEFAULT_BUCKETS_MS
+    ) -> None:
         self.success = 0
         self.failure = 0
         self.retries = 0
@@ -200,6 +207,11 @@ class _Node:
         self.rate_armed = True
         self.latency_armed = True
         self.snapshot_cache: NodeMetrics | None = None
+        # Executions per duration bucket (see NodeHistogram), and the last
+        # histogram read with the snapshot it was read with.
+        self.bounds = bounds
+        self.hist = [0] * (len(bounds) + 1)
+        self.hist_cache: tuple[NodeMetrics, NodeHistogram] | None = None
         # Successes timed by track() and metered() that are not yet counted:
         # appended to without the lock, folded in under it.
         self.batch: list[float] = []
@@ -218,6 +230,22 @@ class _Node:
         self.total_ms = sum(values, self.total_ms)
         self.last = values[-1]
         self.window.extend(values)
+        hist = self.hist
+        bounds = self.bounds
+        for value in values:
+            hist[bisect_left(bounds, value)] += 1
+
+    def histogram(self, snapshot: NodeMetrics) -> NodeHistogram:
+        """Return the histogram that goes with *snapshot*, this node's current one."""
+        # A node's snapshot is the same object until the node changes.
+        cached = self.hist_cache
+        if cached is not None and cached[0] is snapshot:
+            return cached[1]
+        histogram = _trusted(
+            self.bounds, tuple(self.hist), self.success + self.failure, self.total_ms
+        )
+        self.hist_cache = (snapshot, histogram)
+        return histogram
 
     def snapshot(self) -> NodeMetrics:
         if self.batch:
@@ -283,6 +311,11 @@ class NodeMetricsCollector:
         max_nodes: The most distinct node names kept; recordings for further
             names are folded into the node ``"__overflow__"`` (a warning is
             logged once). ``None`` keeps every name.
+        buckets: The upper bounds of every node's duration histogram, in
+            milliseconds (see :meth:`get_node_histogram`): a non-empty
+            sequence of finite reals > 0, strictly increasing, at most
+            1,000. The default is a 1-2.5-5
+            series from 0.1 ms to 100 s (19 bounds).
 
     Raises:
         TypeError: An option has the wrong type; the message names it.
@@ -308,6 +341,9 @@ class NodeMetricsCollector:
     min_samples: int = attrs.field(default=10, validator=_int_at_least(1), on_setattr=_frozen)
     max_nodes: int | None = attrs.field(
         default=10_000, validator=_int_at_least(1), on_setattr=_frozen
+    )
+    buckets: tuple[float, ...] = attrs.field(
+        default=DEFAULT_BUCKETS_MS, converter=check_buckets, on_setattr=_frozen
     )
 
     _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
@@ -365,6 +401,7 @@ class NodeMetricsCollector:
                 state.success += 1
                 state.last = duration_ms
                 state.total_ms += duration_ms
+                state.hist[bisect_left(self.buckets, duration_ms)] += 1
                 state.window.add(duration_ms, False)
                 events = self._check(node, state) if self._watching else None
         finally:
@@ -541,6 +578,7 @@ class NodeMetricsCollector:
                 state.errors[kind] += 1
             state.last = value
             state.total_ms += value
+            state.hist[bisect_left(self.buckets, value)] += 1
             state.window.add(value, kind >= 0)
             if self._watching:
                 crossed = self._check(node, state)
@@ -556,11 +594,13 @@ class NodeMetricsCollector:
         nodes = self._nodes
         limit = self.max_nodes
         if limit is None or len(nodes) < limit + (OVERFLOW_NODE in nodes):
-            state = nodes[node] = _Node(self.window_size, self._watch_rate)
+            state = nodes[node] = _Node(self.window_size, self._watch_rate, self.buckets)
             return node, state, None
         overflow = nodes.get(OVERFLOW_NODE)
         if overflow is None:
-            overflow = nodes[OVERFLOW_NODE] = _Node(self.window_size, self._watch_rate)
+            overflow = nodes[OVERFLOW_NODE] = _Node(
+                self.window_size, self._watch_rate, self.buckets
+            )
         if self._overflow_warned:
             return OVERFLOW_NODE, overflow, None
         self._overflow_warned = True
@@ -630,6 +670,55 @@ class NodeMetricsCollector:
         if events or self._pending:
             self._after_read(events)
         return snapshot
+
+    def get_node_histogram(self, node: str) -> NodeHistogram:
+        """
+        Return *node*'s cumulative duration histogram.
+
+        It counts every execution (success or failure) since the node's last
+        reset, exactly, in the collector's :attr:`buckets`; an unknown node
+        gives the empty histogram. Its ``count`` and ``sum_ms`` agree with
+        the node's :meth:`get_node_metrics` read at the same instant.
+
+        Raises:
+            TypeError: *node* is not a str.
+            ValueError: *node* is empty.
+        """
+        node = check_node(node)
+        with self._lock:
+            events = self._apply_pending() if self._pending else None
+            state = self._nodes.get(node)
+            if state is None:
+                bounds = self.buckets
+                histogram = _trusted(bounds, (0,) * (len(bounds) + 1), 0, 0.0)
+            else:
+                histogram = state.histogram(state.snapshot())
+        self._after_read(events)
+        return histogram
+
+    def get_all_node_histograms(self) -> dict[str, NodeHistogram]:
+        """
+        Return a fresh dict of every recorded node's histogram, by name.
+
+        All histograms are taken at one instant, under one lock.
+        """
+        return {node: hist for node, (_, hist) in self._read_all().items()}
+
+    def _read_all(self) -> dict[str, tuple[NodeMetrics, NodeHistogram]]:
+        """
+        Return every node's snapshot and histogram, all taken at one instant.
+
+        For exporters: one call per scrape, so that a node's counters and its
+        histogram agree.
+        """
+        with self._lock:
+            events = self._apply_pending() if self._pending else None
+            read = {}
+            for node, state in self._nodes.items():
+                snapshot = state.snapshot()
+                read[node] = (snapshot, state.histogram(snapshot))
+        self._after_read(events)
+        return read
 
     def get_all_node_metrics(self) -> dict[str, NodeMetrics]:
         """
