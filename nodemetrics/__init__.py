@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ._classify import ErrorCategory, classify_error
 from ._collector import OVERFLOW_NODE, NodeMetricsCollector, get_default_collector
+from ._histogram import NodeHistogram
 from ._instrument import metered
 from ._metrics import NodeMetrics
 from ._table import format_table
@@ -19,6 +20,7 @@ from ._tracker import Tracker
 
 __all__ = [
     "ErrorCategory",
+    "NodeHistogram",
     "NodeMetrics",
     "NodeMetricsCollector",
     "OVERFLOW_NODE",

@@ -13,6 +13,7 @@ import attrs
 
 from . import _sync
 from ._classify import ErrorCategory, classify_error
+from ._histogram import DEFAULT_BUCKETS_MS, NodeHistogram, _trusted, check_buckets
 from ._log import log
 from ._metrics import EMPTY, NodeMetrics
 from ._node import CANCEL, RESET, RETRY, SUCCESS, _Node
@@ -102,6 +103,11 @@ class NodeMetricsCollector:
         max_nodes: The most distinct node names kept; recordings for further
             names are folded into the node ``"__overflow__"`` (a warning is
             logged once). ``None`` keeps every name.
+        buckets: The upper bounds of every node's duration histogram, in
+            milliseconds (see :meth:`get_node_histogram`): a non-empty
+            sequence of finite reals > 0, strictly increasing, at most
+            1,000. The default is a 1-2.5-5 series from 0.1 ms to 100 s (19
+            bounds).
 
     Integer options are stored as exact ints and thresholds as floats,
     whatever numeric type was passed.
@@ -129,6 +135,9 @@ class NodeMetricsCollector:
     )
     min_samples: int = attrs.field(default=10, converter=_min_samples, on_setattr=_frozen)
     max_nodes: int | None = attrs.field(default=10_000, converter=_max_nodes, on_setattr=_frozen)
+    buckets: tuple[float, ...] = attrs.field(
+        default=DEFAULT_BUCKETS_MS, converter=check_buckets, on_setattr=_frozen
+    )
 
     _guard: Guard = attrs.field(init=False, factory=Guard)
     _nodes: dict[str, _Node] = attrs.field(init=False, factory=dict)
@@ -194,6 +203,9 @@ class NodeMetricsCollector:
                     state.success += 1
                     state.last = duration_ms
                     state.total_ms += duration_ms
+                    state.unbucketed += 1
+                    if state.unbucketed >= state.flush_at:
+                        state.bucket()
                     guard.current = None
                     events = self._check(node, state) if self._watching else None
         if events:
@@ -376,11 +388,13 @@ class NodeMetricsCollector:
         nodes = self._nodes
         limit = self.max_nodes
         if limit is None or len(nodes) < limit + (OVERFLOW_NODE in nodes):
-            state = nodes[node] = _Node(self.window_size, self._watch_rate)
+            state = nodes[node] = _Node(self.window_size, self._watch_rate, self.buckets)
             return node, state, None
         overflow = nodes.get(OVERFLOW_NODE)
         if overflow is None:
-            overflow = nodes[OVERFLOW_NODE] = _Node(self.window_size, self._watch_rate)
+            overflow = nodes[OVERFLOW_NODE] = _Node(
+                self.window_size, self._watch_rate, self.buckets
+            )
         if self._overflow_warned:
             return OVERFLOW_NODE, overflow, None
         self._overflow_warned = True
@@ -491,6 +505,86 @@ class NodeMetricsCollector:
         if events:
             fire(events)
         return snapshots
+
+    def get_node_histogram(self, node: str) -> NodeHistogram:
+        """
+        Return *node*'s cumulative duration histogram.
+
+        It counts every execution (success or failure) since the node's last
+        reset, exactly, in the collector's :attr:`buckets`; an unknown node
+        gives the empty histogram. Its ``count`` and ``sum_ms`` agree with
+        the node's :meth:`get_node_metrics` read at the same instant. From a
+        signal handler or finalizer, as for :meth:`get_node_metrics`.
+
+        Raises:
+            TypeError: *node* is not a str.
+            ValueError: *node* is empty.
+        """
+        node = check_node(node)
+        state = None
+        guard = self._guard
+        if guard.owned():
+            state = self._nodes.get(node)
+            read = None if state is None else self._read_both_interrupted(state)
+        else:
+            with guard.lock:
+                events = self._settle() if guard.current is not None or guard.pending else None
+                state = self._nodes.get(node)
+                if state is None:
+                    read = None
+                else:
+                    guard.current = state
+                    read = (snapshot := state.snapshot()), state.histogram(snapshot)
+                    guard.current = None
+            if events:
+                fire(events)
+        if read is None:
+            bounds = self.buckets
+            return _trusted(bounds, (0,) * (len(bounds) + 1), 0, 0.0)
+        return read[1]
+
+    def get_all_node_histograms(self) -> dict[str, NodeHistogram]:
+        """
+        Return a fresh dict of every recorded node's histogram, by name.
+
+        All histograms are taken at one instant, as by :meth:`get_all_node_metrics`.
+        """
+        return {node: histogram for node, (_, histogram) in self._read_all().items()}
+
+    def _read_all(self) -> dict[str, tuple[NodeMetrics, NodeHistogram]]:
+        """
+        Return every node's snapshot and histogram, all taken at one instant.
+
+        For exporters: one call per scrape, so that a node's counters and its
+        histogram agree.
+        """
+        guard = self._guard
+        if guard.owned():
+            read = self._read_both_interrupted
+            return {node: read(state) for node, state in list(self._nodes.items())}
+        with guard.lock:
+            events = self._settle() if guard.current is not None or guard.pending else None
+            guard.hold = True
+            both = {}
+            for node, state in self._nodes.items():
+                guard.current = state
+                snapshot = state.snapshot()
+                both[node] = snapshot, state.histogram(snapshot)
+            guard.current = None
+            guard.hold = bool(guard.pending)
+        if events:
+            fire(events)
+        return both
+
+    def _read_both_interrupted(self, state: _Node) -> tuple[NodeMetrics, NodeHistogram]:
+        if state is self._guard.current:
+            cached: tuple[NodeMetrics, NodeHistogram] | None = state.hist_cache
+            if cached is not None and cached[0] is state.published:
+                return cached
+            bounds = self.buckets
+            return EMPTY, _trusted(bounds, (0,) * (len(bounds) + 1), 0, 0.0)
+        snapshot = state.snapshot()
+        return snapshot, state.histogram(snapshot)
 
     def _read_interrupted(self, state: _Node) -> NodeMetrics:
         # This thread holds the lock in a call that a signal handler or

@@ -459,3 +459,14 @@ class RollingWindow:
         if len(ring) < self._size:
             return ring[-1]
         return ring[self._head - 1]
+
+    def latest(self, k: int) -> list[float]:
+        """Return the *k* most recent samples, oldest first (at most all of them)."""
+        ring = self._ring
+        k = min(k, len(ring))
+        if len(ring) < self._size:
+            return ring[len(ring) - k :].tolist()
+        head = self._head
+        if k <= head:
+            return ring[head - k : head].tolist()
+        return ring[len(ring) - (k - head) :].tolist() + ring[:head].tolist()

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nodemetrics import NodeMetrics
+from nodemetrics._histogram import DEFAULT_BUCKETS_MS
 from nodemetrics._node import _Node
 
 
@@ -165,7 +166,7 @@ class TestUnvalidatedSnapshot:
     )
     def test_same_as_validated(self, state, samples):
         """The collector's unvalidated snapshot is exactly the validated NodeMetrics."""
-        node = _Node(5, count_failures=False)
+        node = _Node(5, count_failures=False, bounds=DEFAULT_BUCKETS_MS)
         for name, value in state.items():
             setattr(node, name, value)
         node.last = samples[-1] if samples else None

@@ -78,6 +78,43 @@ class TestReentrantReads:
         assert 2 == c.get_node_metrics("read").total_executions
 
 
+class TestReentrantHistogramReads:
+    def test_histograms_while_this_thread_holds_the_lock(self):
+        """Histogram reads made while this thread holds the lock return at once; the node
+        being changed reads as last read, with its histogram."""
+        c = NodeMetricsCollector()
+        c.record_success("read", 1.0)
+        c.record_success("other", 1.0)
+        read = c._read_all()["read"]
+        c.record_success("read", 5.0)
+        with c._guard.lock:
+            c._guard.current = c._nodes["read"]
+            assert read == c._read_all()["read"]
+            assert read[1] is c.get_node_histogram("read")
+            assert 1 == c.get_node_histogram("other").count
+            assert 0 == c.get_node_histogram("unknown").count
+            c._guard.current = None
+        assert 2 == c.get_node_histogram("read").count
+
+    def test_node_never_read_reads_empty_while_changed(self):
+        """A node being changed that was never read reads as the empty histogram."""
+        c = NodeMetricsCollector()
+        c.record_success("never read", 5.0)
+        with c._guard.lock:
+            c._guard.current = c._nodes["never read"]
+            assert 0 == c.get_node_histogram("never read").count
+            assert 0 == c.get_all_node_histograms()["never read"].count
+            c._guard.current = None
+        assert 1 == c.get_node_histogram("never read").count
+
+    def test_histogram_read_settles_first(self):
+        """A histogram read applies the queue and repairs a half-changed node first."""
+        c = NodeMetricsCollector()
+        with c._guard.lock:
+            c.record_success("n", 1.0)
+        assert 1 == c.get_node_histogram("n").count
+
+
 class TestRepair:
     """A call cut short leaves guard.current set; the next call repairs that node."""
 
@@ -137,6 +174,24 @@ class TestRepair:
         m = c.get_node_metrics("n")
         assert [] == invariants(m)
         assert (1, 2.0) == (m.total_executions, m.p50)
+
+    def test_histogram_cut_short_is_put_back_in_step(self):
+        """A histogram that lost or double-counted durations counts each execution once again."""
+        c = NodeMetricsCollector()
+        for value in (1.0, 2.0, 3.0):
+            c.record_success("n", value)
+        state = c._nodes["n"]
+        state.bucket()
+        state.hist[5] += 5  # counted twice
+        self.cut_short(c, "n")
+        h = c.get_node_histogram("n")
+        assert 3 == h.count == sum(h.counts)
+        state.hist = []  # lost
+        state.snapshot_cache = None
+        self.cut_short(c, "n")
+        h = c.get_node_histogram("n")
+        assert 3 == h.count == sum(h.counts)
+        assert 3 == h.counts[5]  # all made up in the latest duration's bucket, (2.5, 5] ms
 
     def test_repair_before_a_recording_and_its_threshold(self):
         """A recording that finds a node to repair and a queue applies both, then fires."""
