@@ -16,7 +16,7 @@ from ._classify import ErrorCategory, classify_error
 from ._histogram import DEFAULT_BUCKETS_MS, NodeHistogram, _trusted, check_buckets
 from ._log import log
 from ._metrics import EMPTY, NodeMetrics
-from ._node import CANCEL, RESET, RETRY, SUCCESS, _Node
+from ._node import CANCEL, INTERRUPT, RESET, RETRY, SUCCESS, _Node
 from ._sync import Events, Guard, fire
 from ._tracker import Tracker, new_tracker
 from ._validate import (
@@ -271,7 +271,7 @@ class NodeMetricsCollector:
 
     def record_cancellation(self, node: str) -> None:
         """
-        Record that an execution of *node* was cancelled or interrupted.
+        Record that an execution of *node* was cancelled.
 
         :meth:`track` and :func:`metered` call this when the node is left by a
         :class:`BaseException` that is not an :class:`Exception`
@@ -284,6 +284,22 @@ class NodeMetricsCollector:
         """
         node = check_node(node)
         self._submit(node, 0.0, CANCEL)
+
+    def record_interruption(self, node: str) -> None:
+        """
+        Record that an execution of *node* paused, neither succeeding nor failing.
+
+        :meth:`track`, :func:`metered` and the LangGraph integration call this
+        when a node is left by LangGraph's ``GraphInterrupt`` (the node called
+        ``interrupt()``). It is not an execution: the run that resumes the node
+        is one.
+
+        Raises:
+            TypeError: *node* is not a str.
+            ValueError: *node* is empty.
+        """
+        node = check_node(node)
+        self._submit(node, 0.0, INTERRUPT)
 
     def _classify(self, node: str, error: BaseException) -> tuple[int, BaseException | None]:
         # Returns the category's index, and a KeyboardInterrupt or other
@@ -379,8 +395,10 @@ class NodeMetricsCollector:
         state.snapshot_cache = None
         if kind == RETRY:
             state.retries += 1
-        else:
+        elif kind == CANCEL:
             state.cancelled += 1
+        else:
+            state.interrupted += 1
         guard.current = None
         return events
 
@@ -630,8 +648,10 @@ class NodeMetricsCollector:
         A normal exit records a success; an :class:`Exception` records a
         classified failure and propagates unchanged; any other
         :class:`BaseException` (cancellation, ``KeyboardInterrupt``, ...)
-        propagates and records a cancellation. Each call returns a fresh
-        tracker.
+        propagates and records a cancellation. LangGraph's control flow
+        propagates too: ``GraphInterrupt`` records an interruption, any other
+        ``GraphBubbleUp`` (``ParentCommand``) a success. Each call returns a
+        fresh tracker.
 
         Raises:
             TypeError: *node* is not a str.

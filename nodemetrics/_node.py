@@ -11,10 +11,12 @@ from ._window import RollingWindow
 
 # What a recording does, as queued for the holder of the lock: -1 is a
 # success, 0-3 a failure of that category (CATEGORIES' order), then a retry,
-# a cancellation and a reset (of the named node, or of all when it is None).
+# a cancellation, an interruption and a reset (of the named node, or of all
+# when it is None).
 SUCCESS = -1
 RETRY = 4
 CANCEL = 5
+INTERRUPT = 6
 RESET = 9
 
 # A node's newest durations wait in its window's ring, counted but not yet in
@@ -44,6 +46,7 @@ class _Node:
         "flush_at",
         "hist",
         "hist_cache",
+        "interrupted",
         "last",
         "latency_armed",
         "published",
@@ -63,6 +66,7 @@ class _Node:
         self.errors: list[int] | tuple[int, ...] = _NO_FAILURES
         self.retries = 0
         self.cancelled = 0
+        self.interrupted = 0
         self.last: float | None = None
         self.total_ms = 0.0
         self.window = RollingWindow(window_size, count_failures=count_failures)
@@ -240,6 +244,7 @@ class _Node:
         snapshot.network_errors = network
         snapshot.other_errors = other
         snapshot.cancelled_count = self.cancelled
+        snapshot.interrupted_count = self.interrupted
         snapshot.__class__ = NodeMetrics
         self.snapshot_cache = self.published = snapshot
         return snapshot  # type: ignore[no-any-return]

@@ -13,6 +13,7 @@ from time import perf_counter_ns
 from types import TracebackType
 from typing import TYPE_CHECKING, final
 
+from ._control import INTERRUPTION, control_flow_kind
 from ._log import log_record_failed
 
 
@@ -80,7 +81,9 @@ class Tracker:
     Made only by :meth:`NodeMetricsCollector.track`, fresh for each use. The
     block is timed with :func:`time.perf_counter_ns`; on exit it records a
     success, a classified failure (for an :class:`Exception`) or a
-    cancellation (for any other :class:`BaseException`). The exception itself
+    cancellation (for any other :class:`BaseException`), with LangGraph's
+    control flow recognised as :meth:`NodeMetricsCollector.track` says. The
+    exception itself
     always propagates unchanged: the tracker never suppresses, replaces or
     adds to it, and anything that goes wrong while recording is logged, not
     raised (but a ``KeyboardInterrupt`` or ``SystemExit`` raised by a
@@ -124,7 +127,13 @@ class Tracker:
                     if len(batch) >= BATCH:
                         fold_batch(collector, state)
             elif isinstance(exc, Exception):
-                collector.record_failure(node, elapsed_ms, exc)
+                kind = control_flow_kind(exc)
+                if kind is None:
+                    collector.record_failure(node, elapsed_ms, exc)
+                elif kind is INTERRUPTION:
+                    collector.record_interruption(node)
+                else:
+                    collector.record_success(node, elapsed_ms)
             else:
                 collector.record_cancellation(node)
         except Exception:  # noqa: BLE001 -- recording must never break the node

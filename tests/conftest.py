@@ -49,6 +49,9 @@ class _BrokenCollector(NodeMetricsCollector):
     def record_cancellation(self, node):
         raise RuntimeError("collector bug")
 
+    def record_interruption(self, node):
+        raise RuntimeError("collector bug")
+
 
 @pytest.fixture
 def broken_collector() -> NodeMetricsCollector:

@@ -136,6 +136,20 @@ class TestRecording:
         m = c.get_node_metrics("n")
         assert (1, 0) == (m.cancelled_count, m.total_executions)
 
+    def test_interruption_is_not_an_execution(self):
+        """record_interruption counts an interruption and nothing else."""
+        c = NodeMetricsCollector()
+        c.record_interruption("n")
+        c.record_interruption("n")
+        m = c.get_node_metrics("n")
+        assert (2, 0, 0, 0) == (
+            m.interrupted_count,
+            m.cancelled_count,
+            m.total_executions,
+            m.retry_count,
+        )
+        assert m.last_execution_ms is None
+
     @pytest.mark.parametrize("bad", [0, -1])
     def test_bad_attempt_number_value(self, bad):
         """attempt_number must be >= 1; nothing is recorded otherwise."""
@@ -223,6 +237,7 @@ class TestRecording:
             lambda: c.record_failure(bad, 1.0),
             lambda: c.record_retry(bad),
             lambda: c.record_cancellation(bad),
+            lambda: c.record_interruption(bad),
             lambda: c.get_node_metrics(bad),
             lambda: c.track(bad),
             lambda: c.retry_hook(bad),

@@ -24,6 +24,7 @@ COUNTS = [
     "network_errors",
     "other_errors",
     "cancelled_count",
+    "interrupted_count",
 ]
 OPTIONAL_DURATIONS = ["last_execution_ms", "p50", "p90", "p99"]
 
@@ -55,6 +56,7 @@ class TestNodeMetrics:
             "network_errors",
             "other_errors",
             "cancelled_count",
+            "interrupted_count",
         ] == [a.name for a in attrs.fields(NodeMetrics)]
 
     def test_empty_default(self):
@@ -158,6 +160,7 @@ class TestUnvalidatedSnapshot:
                 "success": counts,
                 "retries": counts,
                 "cancelled": counts,
+                "interrupted": counts,
                 "errors": st.lists(counts, min_size=4, max_size=4),
                 "total_ms": st.floats(0.0, 1e15),
             }
@@ -194,6 +197,7 @@ class TestUnvalidatedSnapshot:
             network_errors=errors[2],
             other_errors=errors[3],
             cancelled_count=node.cancelled,
+            interrupted_count=node.interrupted,
         )
         assert validated == fast
         assert hash(validated) == hash(fast)

@@ -42,8 +42,8 @@ class PrometheusExporter:
       ``success`` or ``failure``;
     - ``<ns>_node_failures_total{node, category}``: counter, one series for
       each of ``timeout``, ``validation``, ``network`` and ``other``;
-    - ``<ns>_node_retries_total{node}``, ``<ns>_node_cancellations_total{node}``:
-      counters;
+    - ``<ns>_node_retries_total{node}``, ``<ns>_node_cancellations_total{node}``,
+      ``<ns>_node_interruptions_total{node}``: counters;
     - ``<ns>_node_duration_seconds{node, quantile}``: summary with quantiles
       0.5, 0.9 and 0.99 over the rolling window (absent while a node has no
       execution), ``_count`` the executions and ``_sum`` their total seconds
@@ -98,6 +98,9 @@ class PrometheusExporter:
         cancellations = CounterMetricFamily(
             f"{p}cancellations", "Cancelled executions of a node.", labels=["node"]
         )
+        interruptions = CounterMetricFamily(
+            f"{p}interruptions", "Executions of a node that paused (interrupted).", labels=["node"]
+        )
         duration = SummaryMetricFamily(
             f"{p}duration_seconds",
             "Durations of a node's executions; quantiles over its rolling window.",
@@ -117,6 +120,7 @@ class PrometheusExporter:
                 failures.add_metric([node, category], getattr(m, field))
             retries.add_metric([node], m.retry_count)
             cancellations.add_metric([node], m.cancelled_count)
+            interruptions.add_metric([node], m.interrupted_count)
             for quantile, field in QUANTILE_FIELDS:
                 value = getattr(m, field)
                 if value is not None:
@@ -127,4 +131,4 @@ class PrometheusExporter:
             duration.add_metric([node], m.total_executions, total_s)
             if m.last_execution_ms is not None:
                 last.add_metric([node], m.last_execution_ms / 1000)
-        yield from (executions, failures, retries, cancellations, duration, last)
+        yield from (executions, failures, retries, cancellations, interruptions, duration, last)
