@@ -20,19 +20,26 @@ simply waits for it.
 
 **Re-entry from the same thread never waits.** A signal handler, a
 finalizer or a GC callback can run in the middle of a collector call, in the
-thread that holds the lock. Every entry point first asks
-``guard.owned()``, that is ``lock._is_owned()`` (true only for the thread that holds it, so no other
-thread can change the answer). If it holds it already:
+thread that holds the lock. The RLock lets it in without waiting, and what
+it may do depends on what the interrupted call was doing. Between changes
+(``guard.current`` is None: no node is being changed, no queue applied) it
+simply goes ahead, as if it had come first; ``record_success()``, the hot
+path, checks only that. Otherwise it must not touch the state, and every
+other entry point asks ``guard.owned()``, that is ``lock._is_owned()`` (true
+only for the thread that holds it, so no other thread can change the
+answer). If it holds it already:
 
 - a recording (or a reset) is appended to ``guard.pending`` and the call
-  returns at once; the interrupted call applies the queue, in order, before
-  it lets go, and otherwise the next call that takes the lock applies it
-  first (reads always do);
+  returns at once; the next call that takes the lock applies the queue
+  first, in order (reads always do), and while it waits, every recording
+  takes this slow path so that none overtakes it;
 - a read reads without touching what the interrupted call is changing: every
   node as it is, except ``guard.current``, the node that call was changing,
   which is read as it was last read (the snapshot that was current before,
   or the empty one if it was never read). Such a read never applies the
-  queue and never adds or removes nodes.
+  queue and never adds or removes nodes. A read of all nodes walks a copy of
+  the node table, so that a call that goes ahead may add one meanwhile.
+  While a call applies the queue, ``guard.current`` is :data:`BUSY`.
 
 **A call cut short leaves nothing broken.** A call sets ``guard.current`` to
 the node it is about to change and clears it once the change is complete.
@@ -80,6 +87,21 @@ from ._log import log
 #: What a call collected under the lock, to run after it is released:
 #: callbacks with their arguments.
 Events = list[tuple[Callable[..., object], tuple[Any, ...]]]
+
+
+class _Busy:
+    """What ``guard.current`` holds while a call applies the queue: no node."""
+
+    __slots__ = ()
+
+    def repair(self) -> None:
+        """Nothing to repair: applying the queue leaves each node whole."""
+
+    def __repr__(self) -> str:
+        return "BUSY"
+
+
+BUSY: Any = _Busy()
 
 
 class Guard:

@@ -4,12 +4,14 @@ import subprocess
 import sys
 
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 
 import pytest
 
 from loguru import logger
 
 from nodemetrics import NodeMetricsCollector
+from nodemetrics._sync import BUSY
 
 
 class LogCapture:
@@ -98,3 +100,22 @@ def broken_invariants(m: object) -> list[str]:
 def invariants() -> Callable[[object], list[str]]:
     """The snapshot invariants README promises, as a checker returning what is broken."""
     return broken_invariants
+
+
+@contextmanager
+def inside_a_change(c: NodeMetricsCollector) -> Iterator[None]:
+    """Hold *c*'s lock as a call that is changing a node does, as a signal handler or
+    finalizer that interrupted it would find it."""
+    guard = c._guard
+    with guard.lock:
+        guard.current = BUSY
+        try:
+            yield
+        finally:
+            guard.current = None
+
+
+@pytest.fixture
+def interrupted() -> Callable[[NodeMetricsCollector], AbstractContextManager[None]]:
+    """``with interrupted(c):`` runs its block as if inside a change of *c* in this thread."""
+    return inside_a_change

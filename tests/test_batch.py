@@ -91,14 +91,14 @@ class TestBatch:
         assert ([], 4) == (batch(c), state.success)
         assert [] == logs.of_level("ERROR")
 
-    def test_held_lock_queues_timed_successes_behind_the_queue(self):
+    def test_held_lock_queues_timed_successes_behind_the_queue(self, interrupted):
         """
         While its own thread holds the lock (a signal handler's view), a timed
         success queues behind a recording queued before it instead of batching
         ahead of it; the next call applies them all, in order; nothing is lost.
         """
         c = known()
-        with c._guard.lock:  # as if interrupted while holding it
+        with interrupted(c):
             c.record_success("n", 5.0)
             track(c, _BATCH + 10)
         assert 1 + _BATCH + 10 == len(c._guard.pending)

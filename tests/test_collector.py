@@ -563,15 +563,15 @@ class TestDeferredRecording:
     """A call made while its own thread holds the lock (a signal handler's, a
     finalizer's) is queued, never waited for; the next call applies the queue."""
 
-    def test_recording_while_locked_is_queued_then_applied(self):
-        """A recording that finds its own thread holding the lock is queued and applied next."""
+    def test_recording_while_locked_is_queued_then_applied(self, interrupted):
+        """A recording that finds its own thread changing the collector is queued, then applied."""
         calls = []
         c = NodeMetricsCollector(
             min_samples=1,
             failure_rate_threshold=0.0,
             on_failure_rate_threshold=lambda node, rate: calls.append(node),
         )
-        with c._guard.lock:
+        with interrupted(c):
             c.record_success("n", 1.0)
             c.record_failure("n", 1.0)
             c.record_retry("n")
@@ -747,7 +747,7 @@ class TestWaiting:
         assert not t.is_alive()
         assert 1 == c.get_node_metrics("n").failure_count
 
-    def test_drain_is_bounded_when_applying_queues_more(self):
+    def test_drain_is_bounded_when_applying_queues_more(self, interrupted):
         """If applying a recording queues another (a GC callback on every allocation), the
         drainer applies only what was queued when it began; later calls apply the rest."""
 
@@ -761,7 +761,7 @@ class TestWaiting:
                 return events
 
         c = Reentrant()
-        with c._guard.lock:
+        with interrupted(c):
             c.record_success("n", 1.0)  # queued
         c.record_success("n", 1.0)  # applies the queue: each applied item queues an echo
         assert 2 == len(c._guard.pending)  # one echo each for the queued and its own
@@ -770,3 +770,39 @@ class TestWaiting:
         assert 2 == c.get_node_metrics("echo").success_count
         assert 0 == len(c._guard.pending)
         assert not c._guard.hold
+
+
+class TestBetweenChanges:
+    def test_success_between_changes_goes_ahead(self):
+        """A success recorded while this thread holds the lock but changes no node (a
+        finalizer run between two steps) is applied at once, as if it had come first."""
+        c = NodeMetricsCollector()
+        c.record_success("n", 1.0)
+        with c._guard.lock:
+            c.record_success("n", 2.0)
+            c.record_success("new", 3.0)
+            assert 0 == len(c._guard.pending)
+        assert (2, 1) == (c.get_node_metrics("n").total_executions, len(c._nodes) - 1)
+
+    def test_read_of_all_nodes_survives_a_node_added_meanwhile(self, monkeypatch):
+        """A read of all nodes walks a copy of the table: a node added by a call that went
+        ahead (a finalizer's, mid-read) does not break it."""
+        from nodemetrics._node import _Node
+
+        c = NodeMetricsCollector()
+        for node in ("a", "b"):
+            c.record_success(node, 1.0)
+        real = _Node.snapshot
+        added = []
+
+        def snapshot_then_add(self):
+            if not added:
+                added.append(True)
+                c._guard.current = None  # between two nodes, as a finalizer finds it
+                c.record_success("added", 1.0)
+            return real(self)
+
+        monkeypatch.setattr(_Node, "snapshot", snapshot_then_add)
+        assert {"a", "b"} <= set(c.get_all_node_metrics())
+        monkeypatch.undo()
+        assert 1 == c.get_node_metrics("added").total_executions
