@@ -50,7 +50,7 @@ def check_node(node: object, argument: str = "node") -> str:
         ValueError: *node* is empty; the message names *argument*.
     """
     if not isinstance(node, str):
-        msg = f"{argument} must be a str, got {_type_name(node)}"
+        msg = f"{argument} must be a str, got {type_name(node)}"
         raise TypeError(msg)
     # A str subclass could run its own __len__, __hash__ or __eq__; a plain
     # copy of it cannot.
@@ -71,7 +71,7 @@ def to_real(value: object, argument: str) -> float:
             own conversion raised).
     """
     if type(value) is bool or not isinstance(value, numbers.Real):
-        msg = f"{argument} must be a real number, got {_type_name(value)}"
+        msg = f"{argument} must be a real number, got {type_name(value)}"
         raise TypeError(msg)
     if isinstance(value, float):
         return float.__float__(value)
@@ -80,10 +80,10 @@ def to_real(value: object, argument: str) -> float:
     try:
         number = float(value)
     except Exception as exc:  # noqa: BLE001 -- a foreign number's conversion may raise anything
-        msg = f"{argument} must be convertible to float, got {_type_name(value)} ({exc!r})"
+        msg = f"{argument} must be convertible to float, got {type_name(value)} ({safe_repr(exc)})"
         raise ValueError(msg) from None
     if type(number) is not float:
-        msg = f"{argument} must be convertible to float, got {_type_name(value)}"
+        msg = f"{argument} must be convertible to float, got {type_name(value)}"
         raise TypeError(msg)
     return number
 
@@ -134,7 +134,7 @@ def category_index(category: object) -> int:
         if index is not None:
             return index
     names = ", ".join(repr(c.value) for c in CATEGORIES)
-    msg = f"category must be an ErrorCategory or one of {names}, got {_safe_repr(category)}"
+    msg = f"category must be an ErrorCategory or one of {names}, got {safe_repr(category)}"
     raise ValueError(msg)
 
 
@@ -147,7 +147,7 @@ def check_int(argument: str, value: object, minimum: int) -> int:
         ValueError: *value* < *minimum*.
     """
     if type(value) is bool or not isinstance(value, int):
-        msg = f"{argument} must be an int, got {_type_name(value)}"
+        msg = f"{argument} must be an int, got {type_name(value)}"
         raise TypeError(msg)
     number = operator.index(value)
     if number < minimum:
@@ -167,7 +167,7 @@ def optional_real(argument: str, value: object, upper: float) -> float | None:
     if value is None:
         return None
     if type(value) is bool or not isinstance(value, numbers.Real):
-        msg = f"{argument} must be a real number or None, got {_type_name(value)}"
+        msg = f"{argument} must be a real number or None, got {type_name(value)}"
         raise TypeError(msg)
     number = to_real(value, argument)
     if not 0.0 <= number <= upper or not math.isfinite(number):
@@ -180,18 +180,20 @@ def optional_real(argument: str, value: object, upper: float) -> float | None:
 def optional_callable(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     """Check, as an attrs validator, that *value* is ``None`` or callable."""
     if value is not None and not callable(value):
-        msg = f"{attribute.name} must be callable or None, got {_type_name(value)}"
+        msg = f"{attribute.name} must be callable or None, got {type_name(value)}"
         raise TypeError(msg)
 
 
-def _type_name(value: object) -> str:
+def type_name(value: object) -> str:
+    """Return the name of *value*'s type, running none of its code."""
     # type() cannot be fooled by a __class__ property, and a type's name is
     # a plain slot.
     return type.__dict__["__name__"].__get__(type(value))  # type: ignore[no-any-return]
 
 
-def _safe_repr(value: object) -> str:
+def safe_repr(value: object) -> str:
+    """Return ``repr(value)``, or a stand-in if its ``__repr__`` raises."""
     try:
         return repr(value)
     except Exception:  # noqa: BLE001 -- a hostile __repr__ must not replace our error
-        return f"<{_type_name(value)} object>"
+        return f"<{type_name(value)} object>"
