@@ -69,6 +69,13 @@ class LyingInt(int):
     __hash__ = int.__hash__
 
 
+class UnreprStr(str):  # noqa: SLOT000 -- a hostile caller's str need not be slotted
+    """A str whose repr raises."""
+
+    __repr__ = hostile
+    __hash__ = hostile
+
+
 class ZeroDivisionReal:
     """A numbers.Real (registered) whose __float__ raises ZeroDivisionError."""
 
@@ -131,6 +138,7 @@ CATEGORY_VALUES = [
     ("str_subclass", lambda: HostileStr("timeout"), ok("timeout")),
     ("str_subclass_unknown", lambda: HostileStr("bogus"), refused(ValueError)),
     ("float_subclass", lambda: RaisingFloat(1.0), refused(ValueError)),
+    ("str_subclass_unrepr", lambda: UnreprStr("bogus"), refused(ValueError)),
 ]
 
 # Each method, with plain arguments for those not under attack, and the
@@ -369,6 +377,12 @@ class TestNodeMetricsFields:
         """A count of an int subclass (raising or lying comparisons) is a TypeError naming it."""
         with pytest.raises(TypeError, match=field):
             NodeMetrics(**{field: make()})
+
+    @pytest.mark.parametrize("field", [*COUNT_FIELDS, *DURATION_FIELDS])
+    def test_unrepresentable_value(self, field):
+        """A value whose repr raises is still a TypeError naming the field."""
+        with pytest.raises(TypeError, match=f"{field} must be .*<UnreprStr object>"):
+            NodeMetrics(**executed(**{field: UnreprStr("1")}))  # type: ignore[arg-type]
 
     @pytest.mark.parametrize("field", DURATION_FIELDS)
     def test_float_subclass_duration(self, field):
