@@ -162,21 +162,36 @@ class NodeMetrics:
             The validated snapshot.
 
         Raises:
-            TypeError: *mapping* is not a mapping, or a field has the wrong type.
+            TypeError: *mapping* is not a mapping (or reading it raised), or a
+                field has the wrong type.
             ValueError: A field is missing, unknown, negative or not finite.
         """
         if not isinstance(mapping, Mapping):
-            msg = f"mapping must be a mapping, got {type(mapping).__name__}"
+            msg = f"mapping must be a mapping, got {type_name(mapping)}"
             raise TypeError(msg)
-        missing = [name for name in _FIELD_NAMES if name not in mapping]
+        try:
+            pairs = list(mapping.items())
+        except Exception as exc:  # noqa: BLE001 -- a foreign mapping may raise anything
+            msg = f"mapping could not be read: {safe_repr(exc)}"
+            raise TypeError(msg) from None
+        fields: dict[str, Any] = {}
+        unknown: list[str] = []
+        for key, value in pairs:
+            # Keys are copied to exact strs, so that a str subclass's own
+            # __hash__ or __eq__ never runs in the lookups below.
+            name = str.__str__(key) if issubclass(type(key), str) else None
+            if name in _FIELD_SET:
+                fields[name] = value
+            else:
+                unknown.append(safe_repr(key) if name is None else name)
+        missing = [name for name in _FIELD_NAMES if name not in fields]
         if missing:
             msg = f"NodeMetrics is missing field(s): {', '.join(missing)}"
             raise ValueError(msg)
-        unknown = sorted(str(key) for key in mapping if key not in _FIELD_SET)
         if unknown:
-            msg = f"NodeMetrics has no field(s): {', '.join(unknown)}"
+            msg = f"NodeMetrics has no field(s): {', '.join(sorted(unknown))}"
             raise ValueError(msg)
-        return cls(**{name: mapping[name] for name in _FIELD_NAMES})
+        return cls(**fields)
 
     def to_dict(self) -> dict[str, int | float | None]:
         """

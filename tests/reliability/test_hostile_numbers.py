@@ -76,6 +76,14 @@ class UnreprStr(str):  # noqa: SLOT000 -- a hostile caller's str need not be slo
     __hash__ = hostile
 
 
+class HostileKey(str):  # noqa: SLOT000 -- a hostile caller's str need not be slotted
+    """A str usable as a dict key whose == raises."""
+
+    __hash__ = str.__hash__
+    __eq__ = hostile
+    __ne__ = hostile
+
+
 class ZeroDivisionReal:
     """A numbers.Real (registered) whose __float__ raises ZeroDivisionError."""
 
@@ -412,3 +420,34 @@ def test_every_public_method_is_covered() -> None:
     ]
     taking = {f.__name__ for f in public if f.__code__.co_argcount > 1}
     assert taking == set(CALLS)
+
+
+class UnreprKey:
+    """A dict key whose repr raises."""
+
+    __repr__ = hostile
+
+
+class HostileMapping(dict):  # type: ignore[type-arg]
+    """A mapping whose items() raises."""
+
+    items = hostile  # type: ignore[assignment]
+
+
+class TestFromDict:
+    def test_str_subclass_keys(self):
+        """Field names given as a str subclass whose hash and == raise are read as plain strs."""
+        snapshot = NodeMetrics(**executed())  # type: ignore[arg-type]
+        keyed = {HostileKey(k): v for k, v in snapshot.to_dict().items()}
+        assert snapshot == NodeMetrics.from_dict(keyed)
+
+    def test_unknown_hostile_key(self):
+        """An unknown key whose repr raises is still a ValueError naming it as unknown."""
+        fields = {**NodeMetrics().to_dict(), HostileKey("p75"): 1.0, UnreprKey(): 2.0}
+        with pytest.raises(ValueError, match=r"has no field\(s\): .*UnreprKey object.*p75"):
+            NodeMetrics.from_dict(fields)
+
+    def test_unreadable_mapping(self):
+        """A mapping whose items() raises is a TypeError naming 'mapping'."""
+        with pytest.raises(TypeError, match="mapping could not be read"):
+            NodeMetrics.from_dict(HostileMapping(NodeMetrics().to_dict()))
