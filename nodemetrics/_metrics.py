@@ -6,7 +6,7 @@ import math
 import operator
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import attrs
 
@@ -30,10 +30,10 @@ def _to_float(value: object) -> object:
     # __float__, __lt__ or __eq__ never runs.
     if type(value) is float:
         return value
-    if isinstance(value, float):
-        return float.__float__(value)
-    if type(value) is not bool and isinstance(value, int):
-        number = operator.index(value)
+    if issubclass(type(value), float):
+        return float.__float__(cast("float", value))
+    if type(value) is not bool and issubclass(type(value), int):
+        number = operator.index(cast("int", value))
         try:
             return float(number)
         except OverflowError:
@@ -166,7 +166,7 @@ class NodeMetrics:
                 field has the wrong type.
             ValueError: A field is missing, unknown, negative or not finite.
         """
-        if not isinstance(mapping, Mapping):
+        if not issubclass(type(mapping), Mapping):
             msg = f"mapping must be a mapping, got {type_name(mapping)}"
             raise TypeError(msg)
         try:

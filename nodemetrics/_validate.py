@@ -9,7 +9,9 @@ whose message names the argument. A subclass of ``str``, ``int`` or
 overridden ``__hash__``, ``__eq__``, ``__lt__`` or ``__float__`` never runs,
 here or later under the collector's lock. Where a foreign number's
 conversion must run its code (a :class:`fractions.Fraction`), whatever it
-raises becomes the documented error.
+raises becomes the documented error. Types are asked with
+``issubclass(type(value), ...)``, never ``isinstance``, which would run a
+``__class__`` property when the plain answer is no.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import math
 import numbers
 import operator
 
-from typing import Any
+from typing import Any, cast
 
 import attrs
 
@@ -49,7 +51,7 @@ def check_node(node: object, argument: str = "node") -> str:
         TypeError: *node* is not a str; the message names *argument*.
         ValueError: *node* is empty; the message names *argument*.
     """
-    if not isinstance(node, str):
+    if not issubclass(type(node), str):
         msg = f"{argument} must be a str, got {type_name(node)}"
         raise TypeError(msg)
     # A str subclass could run its own __len__, __hash__ or __eq__; a plain
@@ -70,15 +72,16 @@ def to_real(value: object, argument: str) -> float:
         ValueError: *value* cannot be turned into a float (too large, or its
             own conversion raised).
     """
-    if type(value) is bool or not isinstance(value, numbers.Real):
+    if type(value) is bool or not issubclass(type(value), numbers.Real):
         msg = f"{argument} must be a real number, got {type_name(value)}"
         raise TypeError(msg)
-    if isinstance(value, float):
-        return float.__float__(value)
-    if isinstance(value, int):
-        value = operator.index(value)
+    # issubclass() does not narrow: the casts say what it established.
+    if issubclass(type(value), float):
+        return float.__float__(cast("float", value))
+    if issubclass(type(value), int):
+        value = operator.index(cast("int", value))
     try:
-        number = float(value)
+        number = float(cast("numbers.Real", value))
     except Exception as exc:  # noqa: BLE001 -- a foreign number's conversion may raise anything
         msg = f"{argument} must be convertible to float, got {type_name(value)} ({safe_repr(exc)})"
         raise ValueError(msg) from None
@@ -126,7 +129,7 @@ def category_index(category: object) -> int:
     Raises:
         ValueError: *category* is not an :class:`ErrorCategory` or its string.
     """
-    if isinstance(category, str):
+    if issubclass(type(category), str):
         # ErrorCategory members and str subclasses alike: look up an exact
         # copy, so that a subclass's __hash__ and __eq__ never run.
         index = CATEGORY_INDEX.get(str.__str__(category))
@@ -145,10 +148,10 @@ def check_int(argument: str, value: object, minimum: int) -> int:
         TypeError: *value* is not an int (a bool is not one).
         ValueError: *value* < *minimum*.
     """
-    if type(value) is bool or not isinstance(value, int):
+    if type(value) is bool or not issubclass(type(value), int):
         msg = f"{argument} must be an int, got {type_name(value)}"
         raise TypeError(msg)
-    number = operator.index(value)
+    number = operator.index(cast("int", value))
     if number < minimum:
         msg = f"{argument} must be >= {minimum}, got {number!r}"
         raise ValueError(msg)
@@ -165,7 +168,7 @@ def optional_real(argument: str, value: object, upper: float) -> float | None:
     """
     if value is None:
         return None
-    if type(value) is bool or not isinstance(value, numbers.Real):
+    if type(value) is bool or not issubclass(type(value), numbers.Real):
         msg = f"{argument} must be a real number or None, got {type_name(value)}"
         raise TypeError(msg)
     number = to_real(value, argument)

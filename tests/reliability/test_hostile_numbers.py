@@ -13,7 +13,7 @@ import pytest
 
 from loguru import logger
 
-from nodemetrics import NodeMetrics, NodeMetricsCollector, metered
+from nodemetrics import NodeMetrics, NodeMetricsCollector, classify_error, metered
 
 
 class Hostile(RuntimeError):
@@ -84,6 +84,17 @@ class HostileKey(str):  # noqa: SLOT000 -- a hostile caller's str need not be sl
     __ne__ = hostile
 
 
+class RaisingClass:
+    """An object whose ``__class__`` raises (isinstance() would run it)."""
+
+    __class__ = property(hostile)  # type: ignore[assignment]
+
+
+def masquerade(cls: type) -> object:
+    """An object whose ``__class__`` claims to be *cls* (isinstance() believes it)."""
+    return type(f"Fake{cls.__name__.title()}", (), {"__class__": property(lambda self: cls)})()
+
+
 class ZeroDivisionReal:
     """A numbers.Real (registered) whose __float__ raises ZeroDivisionError."""
 
@@ -120,6 +131,8 @@ NAMES = [
     ("str_subclass_new_name", lambda: HostileStr("fresh\x00ü"), ok("fresh\x00ü")),
     ("str_subclass_empty", lambda: HostileStr(""), refused(ValueError)),
     ("float_subclass", lambda: RaisingFloat(1.0), refused(TypeError)),
+    ("raising_class", RaisingClass, refused(TypeError)),
+    ("fake_str", lambda: masquerade(str), refused(TypeError)),
 ]
 DURATIONS = [
     ("float_subclass", lambda: RaisingFloat(2.5), ok(2.5)),
@@ -134,6 +147,9 @@ DURATIONS = [
     ("fraction_subclass", lambda: RaisingFraction(1, 2), ok(0.5)),
     ("fraction_unconvertible", lambda: UnconvertibleFraction(1, 2), refused(ValueError)),
     ("str_subclass", lambda: HostileStr("1.0"), refused(TypeError)),
+    ("raising_class", RaisingClass, refused(TypeError)),
+    ("fake_float", lambda: masquerade(float), refused(TypeError)),
+    ("fake_int", lambda: masquerade(int), refused(TypeError)),
 ]
 ATTEMPTS = [
     ("int_subclass", lambda: RaisingInt(3), ok(3)),
@@ -141,12 +157,16 @@ ATTEMPTS = [
     ("int_subclass_lying_negative", lambda: LyingInt(-4), refused(ValueError)),
     ("float_subclass", lambda: RaisingFloat(2.0), refused(TypeError)),
     ("real_zero_division", ZeroDivisionReal, refused(TypeError)),
+    ("raising_class", RaisingClass, refused(TypeError)),
+    ("fake_int", lambda: masquerade(int), refused(TypeError)),
 ]
 CATEGORY_VALUES = [
     ("str_subclass", lambda: HostileStr("timeout"), ok("timeout")),
     ("str_subclass_unknown", lambda: HostileStr("bogus"), refused(ValueError)),
     ("float_subclass", lambda: RaisingFloat(1.0), refused(ValueError)),
     ("str_subclass_unrepr", lambda: UnreprStr("bogus"), refused(ValueError)),
+    ("raising_class", RaisingClass, refused(ValueError)),
+    ("fake_str", lambda: masquerade(str), refused(ValueError)),
 ]
 
 # Each method, with plain arguments for those not under attack, and the
@@ -250,6 +270,8 @@ INT_VALUES = [
     ("real_zero_division", ZeroDivisionReal, refused(TypeError)),
     ("fraction_subclass", lambda: RaisingFraction(3), refused(TypeError)),
     ("str_subclass", lambda: HostileStr("3"), refused(TypeError)),
+    ("raising_class", RaisingClass, refused(TypeError)),
+    ("fake_int", lambda: masquerade(int), refused(TypeError)),
 ]
 RATE_VALUES = [
     ("float_subclass", lambda: RaisingFloat(0.25), ok(0.25)),
@@ -260,6 +282,8 @@ RATE_VALUES = [
     ("fraction_subclass_above_one", lambda: RaisingFraction(3, 2), refused(ValueError)),
     ("fraction_unconvertible", lambda: UnconvertibleFraction(1, 4), refused(ValueError)),
     ("real_zero_division", ZeroDivisionReal, refused(ValueError)),
+    ("raising_class", RaisingClass, refused(TypeError)),
+    ("fake_float", lambda: masquerade(float), refused(TypeError)),
 ]
 LATENCY_VALUES = [
     ("float_subclass", lambda: RaisingFloat(2.5), ok(2.5)),
@@ -269,6 +293,8 @@ LATENCY_VALUES = [
     ("fraction_subclass", lambda: RaisingFraction(5, 2), ok(2.5)),
     ("fraction_unconvertible", lambda: UnconvertibleFraction(5, 2), refused(ValueError)),
     ("real_zero_division", ZeroDivisionReal, refused(ValueError)),
+    ("raising_class", RaisingClass, refused(TypeError)),
+    ("fake_float", lambda: masquerade(float), refused(TypeError)),
 ]
 OPTION_TARGETS = [
     pytest.param(option, make, expected, id=f"{option}-{label}")
@@ -392,6 +418,17 @@ class TestNodeMetricsFields:
         with pytest.raises(TypeError, match=f"{field} must be .*<UnreprStr object>"):
             NodeMetrics(**executed(**{field: UnreprStr("1")}))  # type: ignore[arg-type]
 
+    @pytest.mark.parametrize("field", [*COUNT_FIELDS, *DURATION_FIELDS])
+    @pytest.mark.parametrize(
+        "make",
+        [RaisingClass, lambda: masquerade(int), lambda: masquerade(float)],
+        ids=["raising_class", "fake_int", "fake_float"],
+    )
+    def test_class_liar(self, field, make):
+        """A value whose __class__ raises or lies is a TypeError naming the field."""
+        with pytest.raises(TypeError, match=field):
+            NodeMetrics(**executed(**{field: make()}))  # type: ignore[arg-type]
+
     @pytest.mark.parametrize("field", DURATION_FIELDS)
     def test_float_subclass_duration(self, field):
         """A duration of a hostile float subclass is stored as the plain float."""
@@ -447,7 +484,48 @@ class TestFromDict:
         with pytest.raises(ValueError, match=r"has no field\(s\): .*UnreprKey object.*p75"):
             NodeMetrics.from_dict(fields)
 
+    @pytest.mark.parametrize(
+        "make", [RaisingClass, lambda: masquerade(dict)], ids=["raising_class", "fake_dict"]
+    )
+    def test_class_liar(self, make):
+        """A mapping whose __class__ raises or lies is a TypeError naming 'mapping'."""
+        with pytest.raises(TypeError, match="mapping must be a mapping"):
+            NodeMetrics.from_dict(make())
+
     def test_unreadable_mapping(self):
         """A mapping whose items() raises is a TypeError naming 'mapping'."""
         with pytest.raises(TypeError, match="mapping could not be read"):
             NodeMetrics.from_dict(HostileMapping(NodeMetrics().to_dict()))
+
+
+class TestClassLiars:
+    @pytest.mark.parametrize(
+        "make", [RaisingClass, lambda: masquerade(Exception)], ids=["raising_class", "fake"]
+    )
+    def test_classify_error(self, make):
+        """classify_error() of an object whose __class__ raises or lies: TypeError naming exc."""
+        with pytest.raises(TypeError, match="exc must be an exception"):
+            classify_error(make())
+
+    @pytest.mark.xfail(
+        strict=True,
+        reason="_collector.record_failure checks error with isinstance(), which runs a "
+        "__class__ property: the property's error escapes instead of a TypeError",
+    )
+    def test_record_failure_error(self):
+        """record_failure(error=) of an object whose __class__ raises: a TypeError naming error."""
+        c = seeded()
+        before = c.to_json()
+        with pytest.raises(TypeError, match="error"):
+            c.record_failure("n", 1.0, RaisingClass())  # type: ignore[arg-type]
+        assert before == c.to_json()
+
+    @pytest.mark.xfail(
+        strict=True,
+        reason="_instrument.metered checks collector with isinstance(), which runs a "
+        "__class__ property: the property's error escapes instead of a TypeError",
+    )
+    def test_metered_collector(self):
+        """metered(collector=) of an object whose __class__ raises: a TypeError naming it."""
+        with pytest.raises(TypeError, match="collector"):
+            metered("n", collector=RaisingClass())  # type: ignore[arg-type]
