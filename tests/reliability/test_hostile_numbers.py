@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fractions
 import math
 import numbers
@@ -13,7 +14,7 @@ import pytest
 
 from loguru import logger
 
-from nodemetrics import NodeMetrics, NodeMetricsCollector, classify_error, metered
+from nodemetrics import NodeMetrics, NodeMetricsCollector, classify_error, format_table, metered
 
 
 class Hostile(RuntimeError):
@@ -529,3 +530,39 @@ class TestClassLiars:
         """metered(collector=) of an object whose __class__ raises: a TypeError naming it."""
         with pytest.raises(TypeError, match="collector"):
             metered("n", collector=RaisingClass())  # type: ignore[arg-type]
+
+
+class TestOutsideTheCollector:
+    """Public functions outside the collector's own files; gaps found here are pinned."""
+
+    @pytest.mark.xfail(
+        strict=True,
+        reason="_table.format_table formats a str-subclass node name with its own "
+        "__len__/__format__, and checks its argument with isinstance()",
+    )
+    @pytest.mark.parametrize(
+        "make",
+        [
+            lambda: {HostileStr("n"): NodeMetrics()},
+            RaisingClass,
+            lambda: {"n": RaisingClass()},
+        ],
+        ids=["str_subclass_name", "raising_class", "raising_class_value"],
+    )
+    def test_format_table(self, make):
+        """format_table() of hostile input: a table, or a TypeError/ValueError."""
+        with contextlib.suppress(TypeError, ValueError):
+            format_table(make())
+
+    @pytest.mark.xfail(
+        strict=True,
+        reason="exporters.prometheus.PrometheusExporter uses namespace= without copying a "
+        "str subclass, so its own methods run",
+    )
+    def test_prometheus_namespace(self):
+        """PrometheusExporter(namespace=) of a hostile str: its plain twin, or refused naming it."""
+        prometheus = pytest.importorskip("nodemetrics.exporters.prometheus")
+        try:
+            prometheus.PrometheusExporter(NodeMetricsCollector(), namespace=HostileStr("ns"))
+        except (TypeError, ValueError) as e:
+            assert "namespace" in str(e)
