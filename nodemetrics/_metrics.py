@@ -102,51 +102,6 @@ class NodeMetrics:
     other_errors: int = attrs.field(default=0, validator=_count)
     cancelled_count: int = attrs.field(default=0, validator=_count)
 
-    # -- invariants: what every collector snapshot satisfies ------------------
-
-    def __attrs_post_init__(self) -> None:
-        # Runs after every field's own validator, so all are exact ints and
-        # floats here. The collector builds its snapshots without this (see
-        # unfrozen_metrics); tests check that they would all pass it.
-        total = self.total_executions
-        executions = self.success_count + self.failure_count
-        if total != executions:
-            msg = (
-                f"total_executions must equal success_count + failure_count "
-                f"({safe_repr(executions)}), got {safe_repr(total)}"
-            )
-            raise ValueError(msg)
-        categories = (
-            self.timeout_errors + self.validation_errors + self.network_errors + self.other_errors
-        )
-        if categories != self.failure_count:
-            msg = (
-                f"timeout_errors + validation_errors + network_errors + other_errors "
-                f"must equal failure_count ({safe_repr(self.failure_count)}), "
-                f"got {safe_repr(categories)}"
-            )
-            raise ValueError(msg)
-        samples = (
-            ("last_execution_ms", self.last_execution_ms),
-            ("p50", self.p50),
-            ("p90", self.p90),
-            ("p99", self.p99),
-        )
-        for name, value in samples:
-            if (value is None) != (total == 0):
-                state = "None" if total == 0 else "set"
-                msg = f"{name} must be {state} when total_executions is {safe_repr(total)}"
-                raise ValueError(msg)
-        if total == 0 and self.avg_execution_ms != 0.0:
-            msg = (
-                "avg_execution_ms must be 0.0 when total_executions is 0, "
-                f"got {self.avg_execution_ms!r}"
-            )
-            raise ValueError(msg)
-        if total and not self.p50 <= self.p90 <= self.p99:  # type: ignore[operator]
-            msg = f"p50 <= p90 <= p99 must hold, got {self.p50!r}, {self.p90!r}, {self.p99!r}"
-            raise ValueError(msg)
-
     @classmethod
     def from_dict(cls, mapping: Mapping[str, Any]) -> NodeMetrics:
         """
@@ -201,6 +156,51 @@ class NodeMetrics:
             A fresh dict of field name to value.
         """
         return {name: getattr(self, name) for name in _FIELD_NAMES}
+
+    # -- invariants: what every collector snapshot satisfies ------------------
+
+    def __attrs_post_init__(self) -> None:
+        # Runs after every field's own validator, so all are exact ints and
+        # floats here. The collector builds its snapshots without this (see
+        # unfrozen_metrics); tests check that they would all pass it.
+        total = self.total_executions
+        executions = self.success_count + self.failure_count
+        if total != executions:
+            msg = (
+                f"total_executions must equal success_count + failure_count "
+                f"({safe_repr(executions)}), got {safe_repr(total)}"
+            )
+            raise ValueError(msg)
+        categories = (
+            self.timeout_errors + self.validation_errors + self.network_errors + self.other_errors
+        )
+        if categories != self.failure_count:
+            msg = (
+                f"timeout_errors + validation_errors + network_errors + other_errors "
+                f"must equal failure_count ({safe_repr(self.failure_count)}), "
+                f"got {safe_repr(categories)}"
+            )
+            raise ValueError(msg)
+        samples = (
+            ("last_execution_ms", self.last_execution_ms),
+            ("p50", self.p50),
+            ("p90", self.p90),
+            ("p99", self.p99),
+        )
+        for name, value in samples:
+            if (value is None) != (total == 0):
+                state = "None" if total == 0 else "set"
+                msg = f"{name} must be {state} when total_executions is {safe_repr(total)}"
+                raise ValueError(msg)
+        if total == 0 and self.avg_execution_ms != 0.0:
+            msg = (
+                "avg_execution_ms must be 0.0 when total_executions is 0, "
+                f"got {self.avg_execution_ms!r}"
+            )
+            raise ValueError(msg)
+        if total and not self.p50 <= self.p90 <= self.p99:  # type: ignore[operator]
+            msg = f"p50 <= p90 <= p99 must hold, got {self.p50!r}, {self.p90!r}, {self.p99!r}"
+            raise ValueError(msg)
 
 
 _FIELD_NAMES: tuple[str, ...] = tuple(a.name for a in attrs.fields(NodeMetrics))
