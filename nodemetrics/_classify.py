@@ -88,8 +88,10 @@ def classify_error(exc: BaseException) -> ErrorCategory:
     Raises:
         TypeError: *exc* is not an exception.
     """
-    if not isinstance(exc, BaseException):
-        msg = f"exc must be an exception, got {type(exc).__name__}"
+    if not issubclass(type(exc), BaseException):
+        # The type's own name slot: a metaclass could make .__name__ raise.
+        name = type.__dict__["__name__"].__get__(type(exc))
+        msg = f"exc must be an exception, got {name}"
         raise TypeError(msg)
     try:
         # type(), not exc.__class__, which a property could make raise.

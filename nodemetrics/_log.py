@@ -18,11 +18,16 @@ def log(
     """
     Log *message* (formatted with *fields*) at *level*, with *node* bound.
 
-    With *exception*, the exception being handled is attached. Whatever a
-    sink does (raise, or a loguru handler added with ``catch=False``), this
-    returns normally: nodemetrics is called from inside users' nodes, and a
-    broken log sink must not turn into an exception there.
+    With *exception*, the exception being handled is attached. An
+    :class:`Exception` from a sink (a loguru handler added with
+    ``catch=False``) is dropped: nodemetrics is called from inside users'
+    nodes, and a broken log sink must not turn into an exception there. Any
+    other :class:`BaseException` (``KeyboardInterrupt``, ``SystemExit``)
+    propagates, as it does from classifiers and threshold callbacks: user
+    code's request to stop is never swallowed. The collector logs most
+    messages after it has counted the recording (through ``_sync.fire``).
     """
+    # Exception only: a KeyboardInterrupt landing in a sink is the user's.
     with contextlib.suppress(Exception):
         logger.bind(node=node).opt(exception=exception, depth=1).log(level, message, **fields)
 

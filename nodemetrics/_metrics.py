@@ -3,37 +3,49 @@
 from __future__ import annotations
 
 import math
+import operator
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import attrs
 
+from ._validate import safe_repr, type_name
+
 
 def _count(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if type(value) is bool or not isinstance(value, int):
-        msg = f"{attribute.name} must be an int, got {value!r}"
+    # Exactly int: a bool is no count, and an int subclass's own __lt__,
+    # __eq__ or __hash__ would run here and in every comparison of the snapshot.
+    if type(value) is not int:
+        msg = f"{attribute.name} must be an int, got {type_name(value)} {safe_repr(value)}"
         raise TypeError(msg)
     if value < 0:
-        msg = f"{attribute.name} must be >= 0, got {value!r}"
+        msg = f"{attribute.name} must be >= 0, got {safe_repr(value)}"
         raise ValueError(msg)
 
 
 def _to_float(value: object) -> object:
     # JSON round-trips may turn 3.0 into 3; accept ints but keep bools out.
-    if type(value) is not bool and isinstance(value, int):
+    # Subclasses are copied with the base type's own slot, so that their
+    # __float__, __lt__ or __eq__ never runs.
+    if type(value) is float:
+        return value
+    if issubclass(type(value), float):
+        return float.__float__(cast("float", value))
+    if type(value) is not bool and issubclass(type(value), int):
+        number = operator.index(cast("int", value))
         try:
-            return float(value)
+            return float(number)
         except OverflowError:
-            return value  # refused by the validator, which knows the field's name
+            return number  # refused by the validator, which knows the field's name
     return value
 
 
 def _duration(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if value is None and attribute.name != "avg_execution_ms":
         return
-    if not isinstance(value, float):
-        msg = f"{attribute.name} must be a float, got {value!r}"
+    if type(value) is not float:
+        msg = f"{attribute.name} must be a float, got {type_name(value)} {safe_repr(value)}"
         raise TypeError(msg)
     if not math.isfinite(value) or value < 0.0:
         msg = f"{attribute.name} must be a finite float >= 0, got {value!r}"
@@ -54,12 +66,24 @@ class NodeMetrics:
     numbers over the node's whole life since its last reset.
 
     Every field is validated at construction: counts are non-negative ints (a
-    bool is not a count), durations non-negative finite floats (``None`` where
-    there is no sample yet).
+    bool or other subclass of int is not a count), durations non-negative
+    finite floats (an int is accepted and stored as a float; ``None`` where
+    there is no sample yet). Then the snapshot must be one a collector can
+    produce:
+
+    - ``total_executions == success_count + failure_count``;
+    - ``timeout_errors + validation_errors + network_errors + other_errors
+      == failure_count``;
+    - ``p50 <= p90 <= p99``;
+    - with no execution, ``last_execution_ms`` and the percentiles are
+      ``None`` and ``avg_execution_ms`` is 0.0; with one or more, the last
+      duration and the percentiles are all set (the average may still be
+      0.0: executions can take 0 ms).
 
     Raises:
         TypeError: A field has the wrong type; the message names the field.
-        ValueError: A field is negative or not finite; the message names it.
+        ValueError: A field is negative or not finite, or the fields
+            contradict each other; the message names them.
     """
 
     total_executions: int = attrs.field(default=0, validator=_count)
@@ -95,21 +119,36 @@ class NodeMetrics:
             The validated snapshot.
 
         Raises:
-            TypeError: *mapping* is not a mapping, or a field has the wrong type.
+            TypeError: *mapping* is not a mapping (or reading it raised), or a
+                field has the wrong type.
             ValueError: A field is missing, unknown, negative or not finite.
         """
-        if not isinstance(mapping, Mapping):
-            msg = f"mapping must be a mapping, got {type(mapping).__name__}"
+        if not issubclass(type(mapping), Mapping):
+            msg = f"mapping must be a mapping, got {type_name(mapping)}"
             raise TypeError(msg)
-        missing = [name for name in _FIELD_NAMES if name not in mapping]
+        try:
+            pairs = list(mapping.items())
+        except Exception as exc:  # noqa: BLE001 -- a foreign mapping may raise anything
+            msg = f"mapping could not be read: {safe_repr(exc)}"
+            raise TypeError(msg) from None
+        fields: dict[str, Any] = {}
+        unknown: list[str] = []
+        for key, value in pairs:
+            # Keys are copied to exact strs, so that a str subclass's own
+            # __hash__ or __eq__ never runs in the lookups below.
+            name = str.__str__(key) if issubclass(type(key), str) else None
+            if name in _FIELD_SET:
+                fields[name] = value
+            else:
+                unknown.append(safe_repr(key) if name is None else name)
+        missing = [name for name in _FIELD_NAMES if name not in fields]
         if missing:
             msg = f"NodeMetrics is missing field(s): {', '.join(missing)}"
             raise ValueError(msg)
-        unknown = sorted(str(key) for key in mapping if key not in _FIELD_SET)
         if unknown:
-            msg = f"NodeMetrics has no field(s): {', '.join(unknown)}"
+            msg = f"NodeMetrics has no field(s): {', '.join(sorted(unknown))}"
             raise ValueError(msg)
-        return cls(**{name: mapping[name] for name in _FIELD_NAMES})
+        return cls(**fields)
 
     def to_dict(self) -> dict[str, int | float | None]:
         """
@@ -119,6 +158,51 @@ class NodeMetrics:
             A fresh dict of field name to value.
         """
         return {name: getattr(self, name) for name in _FIELD_NAMES}
+
+    # -- invariants: what every collector snapshot satisfies ------------------
+
+    def __attrs_post_init__(self) -> None:
+        # Runs after every field's own validator, so all are exact ints and
+        # floats here. The collector builds its snapshots without this (see
+        # unfrozen_metrics); tests check that they would all pass it.
+        total = self.total_executions
+        executions = self.success_count + self.failure_count
+        if total != executions:
+            msg = (
+                f"total_executions must equal success_count + failure_count "
+                f"({safe_repr(executions)}), got {safe_repr(total)}"
+            )
+            raise ValueError(msg)
+        categories = (
+            self.timeout_errors + self.validation_errors + self.network_errors + self.other_errors
+        )
+        if categories != self.failure_count:
+            msg = (
+                f"timeout_errors + validation_errors + network_errors + other_errors "
+                f"must equal failure_count ({safe_repr(self.failure_count)}), "
+                f"got {safe_repr(categories)}"
+            )
+            raise ValueError(msg)
+        samples = (
+            ("last_execution_ms", self.last_execution_ms),
+            ("p50", self.p50),
+            ("p90", self.p90),
+            ("p99", self.p99),
+        )
+        for name, value in samples:
+            if (value is None) != (total == 0):
+                state = "None" if total == 0 else "set"
+                msg = f"{name} must be {state} when total_executions is {safe_repr(total)}"
+                raise ValueError(msg)
+        if total == 0 and self.avg_execution_ms != 0.0:
+            msg = (
+                "avg_execution_ms must be 0.0 when total_executions is 0, "
+                f"got {self.avg_execution_ms!r}"
+            )
+            raise ValueError(msg)
+        if total and not self.p50 <= self.p90 <= self.p99:  # type: ignore[operator]
+            msg = f"p50 <= p90 <= p99 must hold, got {self.p50!r}, {self.p90!r}, {self.p99!r}"
+            raise ValueError(msg)
 
 
 _FIELD_NAMES: tuple[str, ...] = tuple(a.name for a in attrs.fields(NodeMetrics))

@@ -9,7 +9,9 @@ whose message names the argument. A subclass of ``str``, ``int`` or
 overridden ``__hash__``, ``__eq__``, ``__lt__`` or ``__float__`` never runs,
 here or later under the collector's lock. Where a foreign number's
 conversion must run its code (a :class:`fractions.Fraction`), whatever it
-raises becomes the documented error.
+raises becomes the documented error. Types are asked with
+``issubclass(type(value), ...)``, never ``isinstance``, which would run a
+``__class__`` property when the plain answer is no.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import math
 import numbers
 import operator
 
-from typing import Any
+from typing import Any, cast
 
 import attrs
 
@@ -49,8 +51,8 @@ def check_node(node: object, argument: str = "node") -> str:
         TypeError: *node* is not a str; the message names *argument*.
         ValueError: *node* is empty; the message names *argument*.
     """
-    if not isinstance(node, str):
-        msg = f"{argument} must be a str, got {_type_name(node)}"
+    if not issubclass(type(node), str):
+        msg = f"{argument} must be a str, got {type_name(node)}"
         raise TypeError(msg)
     # A str subclass could run its own __len__, __hash__ or __eq__; a plain
     # copy of it cannot.
@@ -70,21 +72,21 @@ def to_real(value: object, argument: str) -> float:
         ValueError: *value* cannot be turned into a float (too large, or its
             own conversion raised).
     """
-    if type(value) is bool or not isinstance(value, numbers.Real):
-        msg = f"{argument} must be a real number, got {_type_name(value)}"
+    if type(value) is bool or not issubclass(type(value), numbers.Real):
+        msg = f"{argument} must be a real number, got {type_name(value)}"
         raise TypeError(msg)
-    if isinstance(value, float):
-        return float.__float__(value)
-    if isinstance(value, int):
-        value = operator.index(value)
+    # issubclass() does not narrow: the casts say what it established.
+    if issubclass(type(value), float):
+        return float.__float__(cast("float", value))
+    if issubclass(type(value), int):
+        value = operator.index(cast("int", value))
     try:
-        number = float(value)
+        number = float(cast("numbers.Real", value))
     except Exception as exc:  # noqa: BLE001 -- a foreign number's conversion may raise anything
-        msg = f"{argument} must be convertible to float, got {_type_name(value)} ({exc!r})"
+        msg = f"{argument} must be convertible to float, got {type_name(value)} ({safe_repr(exc)})"
         raise ValueError(msg) from None
-    if type(number) is not float:
-        msg = f"{argument} must be convertible to float, got {_type_name(value)}"
-        raise TypeError(msg)
+    # float() returns an exact float or raises (a __float__ returning a
+    # subclass is converted, one returning a non-float is a TypeError).
     return number
 
 
@@ -127,14 +129,14 @@ def category_index(category: object) -> int:
     Raises:
         ValueError: *category* is not an :class:`ErrorCategory` or its string.
     """
-    if isinstance(category, str):
+    if issubclass(type(category), str):
         # ErrorCategory members and str subclasses alike: look up an exact
         # copy, so that a subclass's __hash__ and __eq__ never run.
         index = CATEGORY_INDEX.get(str.__str__(category))
         if index is not None:
             return index
     names = ", ".join(repr(c.value) for c in CATEGORIES)
-    msg = f"category must be an ErrorCategory or one of {names}, got {_safe_repr(category)}"
+    msg = f"category must be an ErrorCategory or one of {names}, got {safe_repr(category)}"
     raise ValueError(msg)
 
 
@@ -146,10 +148,10 @@ def check_int(argument: str, value: object, minimum: int) -> int:
         TypeError: *value* is not an int (a bool is not one).
         ValueError: *value* < *minimum*.
     """
-    if type(value) is bool or not isinstance(value, int):
-        msg = f"{argument} must be an int, got {_type_name(value)}"
+    if type(value) is bool or not issubclass(type(value), int):
+        msg = f"{argument} must be an int, got {type_name(value)}"
         raise TypeError(msg)
-    number = operator.index(value)
+    number = operator.index(cast("int", value))
     if number < minimum:
         msg = f"{argument} must be >= {minimum}, got {number!r}"
         raise ValueError(msg)
@@ -166,8 +168,8 @@ def optional_real(argument: str, value: object, upper: float) -> float | None:
     """
     if value is None:
         return None
-    if type(value) is bool or not isinstance(value, numbers.Real):
-        msg = f"{argument} must be a real number or None, got {_type_name(value)}"
+    if type(value) is bool or not issubclass(type(value), numbers.Real):
+        msg = f"{argument} must be a real number or None, got {type_name(value)}"
         raise TypeError(msg)
     number = to_real(value, argument)
     if not 0.0 <= number <= upper or not math.isfinite(number):
@@ -180,18 +182,20 @@ def optional_real(argument: str, value: object, upper: float) -> float | None:
 def optional_callable(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     """Check, as an attrs validator, that *value* is ``None`` or callable."""
     if value is not None and not callable(value):
-        msg = f"{attribute.name} must be callable or None, got {_type_name(value)}"
+        msg = f"{attribute.name} must be callable or None, got {type_name(value)}"
         raise TypeError(msg)
 
 
-def _type_name(value: object) -> str:
+def type_name(value: object) -> str:
+    """Return the name of *value*'s type, running none of its code."""
     # type() cannot be fooled by a __class__ property, and a type's name is
     # a plain slot.
     return type.__dict__["__name__"].__get__(type(value))  # type: ignore[no-any-return]
 
 
-def _safe_repr(value: object) -> str:
+def safe_repr(value: object) -> str:
+    """Return ``repr(value)``, or a stand-in if its ``__repr__`` raises."""
     try:
         return repr(value)
     except Exception:  # noqa: BLE001 -- a hostile __repr__ must not replace our error
-        return f"<{_type_name(value)} object>"
+        return f"<{type_name(value)} object>"

@@ -30,12 +30,47 @@ OPTIONAL_DURATIONS = ["last_execution_ms", "p50", "p90", "p99"]
 
 counts = st.integers(min_value=0, max_value=2**62)
 durations = st.floats(min_value=0.0, allow_nan=False, allow_infinity=False)
-metrics = st.builds(
-    NodeMetrics,
-    **dict.fromkeys(COUNTS, counts),
-    **dict.fromkeys(OPTIONAL_DURATIONS, st.none() | durations),
-    avg_execution_ms=durations,
-)
+
+
+@st.composite
+def metrics(draw: st.DrawFn) -> NodeMetrics:
+    """Any snapshot that keeps NodeMetrics' invariants."""
+    success = draw(counts)
+    errors = draw(st.lists(counts, min_size=4, max_size=4))
+    total = success + sum(errors)
+    if total:
+        last, avg = draw(durations), draw(durations)
+        p50, p90, p99 = sorted(draw(st.lists(durations, min_size=3, max_size=3)))
+    else:
+        last, avg, p50, p90, p99 = None, 0.0, None, None, None
+    return NodeMetrics(
+        total_executions=total,
+        success_count=success,
+        failure_count=sum(errors),
+        retry_count=draw(counts),
+        last_execution_ms=last,
+        avg_execution_ms=avg,
+        p50=p50,
+        p90=p90,
+        p99=p99,
+        timeout_errors=errors[0],
+        validation_errors=errors[1],
+        network_errors=errors[2],
+        other_errors=errors[3],
+        cancelled_count=draw(counts),
+    )
+
+
+class _Int(int):
+    pass
+
+
+class _Float(float):
+    def __float__(self) -> float:
+        raise AssertionError("a subclass's __float__ must not run")
+
+    def __lt__(self, other: object) -> bool:
+        raise AssertionError("a subclass's __lt__ must not run")
 
 
 class TestNodeMetrics:
@@ -108,14 +143,40 @@ class TestNodeMetrics:
 
     def test_int_durations_become_floats(self):
         """An int duration (as JSON may give) is stored as a float."""
-        m = NodeMetrics(p50=3, avg_execution_ms=2)
+        m = NodeMetrics(
+            total_executions=1, success_count=1, last_execution_ms=3, avg_execution_ms=2,
+            p50=3, p90=3, p99=3,
+        )  # fmt: skip
         assert 3.0 == m.p50
-        assert isinstance(m.p50, float)
-        assert isinstance(m.avg_execution_ms, float)
+        assert float is type(m.p50)
+        assert float is type(m.avg_execution_ms)
+
+    @pytest.mark.parametrize("field", COUNTS)
+    def test_int_subclass_is_no_count(self, field):
+        """An int subclass (whose comparisons are its own) is a TypeError naming the field."""
+        with pytest.raises(TypeError, match=f"{field} must be an int, got _Int"):
+            NodeMetrics(**{field: _Int(0)})
+
+    @pytest.mark.parametrize("field", [*OPTIONAL_DURATIONS, "avg_execution_ms"])
+    def test_float_subclass_copied(self, field):
+        """A float subclass duration is stored as an exact float; none of its code runs."""
+        with pytest.raises(ValueError, match=field):
+            NodeMetrics(**{field: _Float(1.5)})  # then a contradiction, not its __lt__
+        m = NodeMetrics(
+            **{
+                **dict.fromkeys(OPTIONAL_DURATIONS, 1.5),
+                "avg_execution_ms": 1.5,
+                field: _Float(1.5),
+            },
+            total_executions=1,
+            success_count=1,
+        )
+        assert float is type(getattr(m, field))
+        assert 1.5 == getattr(m, field)
 
 
 class TestDicts:
-    @given(metrics)
+    @given(metrics())
     def test_round_trip(self, m):
         """from_dict(to_dict()) and a trip through JSON give the same snapshot."""
         assert m == NodeMetrics.from_dict(m.to_dict())
@@ -123,7 +184,10 @@ class TestDicts:
 
     def test_to_dict_is_plain(self):
         """to_dict() is a plain dict in field order."""
-        d = NodeMetrics(total_executions=2, success_count=2, p50=1.5).to_dict()
+        d = NodeMetrics(
+            total_executions=2, success_count=2, last_execution_ms=1.5, avg_execution_ms=1.5,
+            p50=1.5, p90=1.5, p99=1.5,
+        ).to_dict()  # fmt: skip
         assert dict is type(d)
         assert [a.name for a in attrs.fields(NodeMetrics)] == list(d)
         assert 1.5 == d["p50"]
@@ -146,6 +210,12 @@ class TestDicts:
         with pytest.raises(TypeError, match="mapping"):
             NodeMetrics.from_dict([("p50", 1.0)])  # type: ignore[arg-type]
 
+    def test_contradiction(self):
+        """A snapshot that contradicts itself is a ValueError naming the fields."""
+        d = {**NodeMetrics().to_dict(), "total_executions": 1}
+        with pytest.raises(ValueError, match="total_executions must equal success_count"):
+            NodeMetrics.from_dict(d)
+
     def test_bad_value(self):
         """A bad value in the mapping is refused, naming the field."""
         d = {**NodeMetrics().to_dict(), "retry_count": -3}
@@ -157,18 +227,22 @@ class TestUnvalidatedSnapshot:
     @given(
         st.fixed_dictionaries(
             {
-                "success": counts,
+                "success": counts | st.just(0),
                 "retries": counts,
                 "cancelled": counts,
                 "interrupted": counts,
-                "errors": st.lists(counts, min_size=4, max_size=4),
+                "errors": st.lists(counts | st.just(0), min_size=4, max_size=4),
                 "total_ms": st.floats(0.0, 1e15),
             }
         ),
-        st.lists(st.floats(0.0, 1e12), max_size=7),
+        st.lists(st.floats(0.0, 1e12), min_size=1, max_size=7),
     )
     def test_same_as_validated(self, state, samples):
         """The collector's unvalidated snapshot is exactly the validated NodeMetrics."""
+        if not state["success"] and not any(state["errors"]):
+            # A node without executions has no samples (as a collector keeps it).
+            state["total_ms"] = 0.0
+            samples = []
         node = _Node(5, count_failures=False, bounds=DEFAULT_BUCKETS_MS)
         for name, value in state.items():
             setattr(node, name, value)
