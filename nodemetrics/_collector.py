@@ -17,7 +17,7 @@ from ._histogram import DEFAULT_BUCKETS_MS, NodeHistogram, _trusted, check_bucke
 from ._log import log
 from ._metrics import EMPTY, NodeMetrics
 from ._node import CANCEL, INTERRUPT, RESET, RETRY, SUCCESS, _Node
-from ._sync import Events, Guard, fire
+from ._sync import BUSY, Events, Guard, fire
 from ._tracker import Tracker, new_tracker
 from ._validate import (
     CATEGORY_INDEX,
@@ -161,7 +161,7 @@ class NodeMetricsCollector:
 
     # -- recording -----------------------------------------------------------
 
-    def record_success(self, node: str, duration_ms: float) -> None:
+    def record_success(self, node: str, duration_ms: float) -> None:  # noqa: C901 -- the hot path, in line
         """
         Record a successful execution of *node* that took *duration_ms*.
 
@@ -175,16 +175,21 @@ class NodeMetricsCollector:
         if type(node) is not str or not node:
             node = check_node(node)
         if type(duration_ms) is not float or not 0.0 < duration_ms <= MAX_DURATION_MS:
-            duration_ms = to_duration(node, duration_ms)
+            duration_ms, notes = to_duration(node, duration_ms)
+            if notes:
+                self._submit(node, duration_ms, SUCCESS, notes)
+                return
         # Every instrumented call ends here, so the common case (the node
         # known, nothing to settle) is _submit and _apply written out in line.
         guard = self._guard
-        lock = guard.lock
-        if guard.owned():
-            guard.defer((node, duration_ms, SUCCESS))
+        if guard.current is not None or guard.pending:
+            # Something to settle first, or this thread is inside the
+            # collector already, changing a node (see _sync).
+            self._submit(node, duration_ms, SUCCESS)
             return
-        with lock:
-            if guard.current is not None or guard.pending:
+        with guard.lock:
+            if guard.current is not None:
+                # Another thread's call was cut short while we waited.
                 events = self._settle()
                 more = self._apply(node, duration_ms, SUCCESS)
                 if more:
@@ -235,21 +240,28 @@ class NodeMetricsCollector:
         """
         if type(node) is not str or not node:
             node = check_node(node)
+        notes = None
         if type(duration_ms) is not float or not 0.0 < duration_ms <= MAX_DURATION_MS:
-            duration_ms = to_duration(node, duration_ms)
-        if error is not None and not isinstance(error, BaseException):
+            duration_ms, notes = to_duration(node, duration_ms)
+        # type(), not isinstance(), which would ask a __class__ property.
+        if error is not None and not issubclass(type(error), BaseException):
             msg = f"error must be an exception or None, got {type(error).__name__}"
             raise TypeError(msg)
         stop = None
         if category is not None:
             kind = category_index(category)
         elif error is not None:
-            kind, stop = self._classify(node, error)
+            kind, stop, more = self._classify(node, error)
+            if more:
+                notes = more if notes is None else notes + more
         else:
             kind = OTHER
-        self._submit(node, duration_ms, kind)
-        if stop is not None:
-            raise stop
+        try:
+            self._submit(node, duration_ms, kind, notes)
+        finally:
+            # Counted: now the classifier's KeyboardInterrupt, first of all.
+            if stop is not None:
+                raise stop
 
     def record_retry(self, node: str, attempt_number: int | None = None) -> None:
         """
@@ -301,51 +313,66 @@ class NodeMetricsCollector:
         node = check_node(node)
         self._submit(node, 0.0, INTERRUPT)
 
-    def _classify(self, node: str, error: BaseException) -> tuple[int, BaseException | None]:
-        # Returns the category's index, and a KeyboardInterrupt or other
-        # BaseException the classifier raised, to re-raise once counted.
+    def _classify(
+        self, node: str, error: BaseException
+    ) -> tuple[int, BaseException | None, Events | None]:
+        # Returns the category's index, a KeyboardInterrupt or other
+        # BaseException the classifier raised, to re-raise once counted, and
+        # what to log once counted.
         stop = None
+        notes: Events | None = None
         if self.classifier is not None:
             try:
                 result = self.classifier(error)
-            except Exception:  # noqa: BLE001 -- user code must not break a node
-                log(
+            except Exception as exc:  # noqa: BLE001 -- user code must not break a node
+                failed = functools.partial(
+                    log,
                     "ERROR",
                     "nodemetrics.classifier_failed: the classifier raised on {error!r}",
                     node=node,
-                    exception=True,
+                    exception=exc,
                     error=error,
                 )
+                notes = [(failed, ())]
                 result = None
             except BaseException as exc:  # noqa: BLE001 -- re-raised once counted
                 stop = exc
                 result = None
             if result is not None:
                 try:
-                    return category_index(result), stop
+                    return category_index(result), stop, notes
                 except ValueError:
-                    log(
+                    wrong = functools.partial(
+                        log,
                         "WARNING",
                         "nodemetrics.classifier_result: the classifier returned {result!r}, "
                         "not a category; using classify_error()",
                         node=node,
                         result=result,
                     )
-        return CATEGORY_INDEX[classify_error(error).value], stop
+                    notes = [(wrong, ())]
+        return CATEGORY_INDEX[classify_error(error).value], stop, notes
 
     # -- applying, under the lock (the protocol is in _sync's docstring) ------
 
-    def _submit(self, node: str | None, value: float, kind: int) -> None:
+    def _submit(
+        self, node: str | None, value: float, kind: int, notes: Events | None = None
+    ) -> None:
+        # *notes*: what to log once the recording is counted (or queued).
         guard = self._guard
         lock = guard.lock
         if guard.owned():
             guard.defer((node, value, kind))
+            if notes:
+                fire(notes)
             return
         with lock:
             events = self._settle() if guard.current is not None or guard.pending else None
             more = self._apply(node, value, kind)
         if more:
             events = more if events is None else events + more
+        if notes:
+            events = notes if events is None else events + notes
         if events:
             fire(events)
 
@@ -358,12 +385,16 @@ class NodeMetricsCollector:
             guard.current = None
         pending = guard.pending
         events: Events | None = None
+        # Busy throughout, so that a call from this thread (a finalizer's)
+        # queues behind what is queued instead of going ahead of it.
+        guard.current = BUSY
         # Only so many: recorders in this thread (finalizers, GC callbacks)
         # may go on queueing meanwhile, and chasing them might never end.
         for _ in range(min(len(pending), _DRAIN_MAX)):
             more = self._apply(*pending.popleft())
             if more:
                 events = more if events is None else events + more
+        guard.current = None
         if not pending:
             guard.hold = False
         return events
@@ -381,12 +412,13 @@ class NodeMetricsCollector:
         if state is None:
             node, state, events = self._add_node(node)  # type: ignore[arg-type]
         guard = self._guard
+        previous = guard.current
         guard.current = state
         if state.batch:
             state.fold()
         if kind < RETRY:
             state.add(value, kind)
-            guard.current = None
+            guard.current = previous
             if self._watching:
                 crossed = self._check(node, state)  # type: ignore[arg-type]
                 if crossed:
@@ -399,7 +431,7 @@ class NodeMetricsCollector:
             state.cancelled += 1
         else:
             state.interrupted += 1
-        guard.current = None
+        guard.current = previous
         return events
 
     def _add_node(self, node: str) -> tuple[str, _Node, Events | None]:
@@ -446,9 +478,10 @@ class NodeMetricsCollector:
                 state.rate_armed = True
         if self._watch_latency:
             guard = self._guard
+            previous = guard.current
             guard.current = state
             p99 = window.p50_p90_p99()[2]
-            guard.current = None
+            guard.current = previous
             if p99 > self.latency_threshold_ms:  # type: ignore[operator]
                 if state.latency_armed:
                     state.latency_armed = False
@@ -515,7 +548,8 @@ class NodeMetricsCollector:
             # Timed successes take the lock while we read (see _sync).
             guard.hold = True
             snapshots = {}
-            for node, state in self._nodes.items():
+            # A copy: a call from this thread (a finalizer's) may add a node.
+            for node, state in list(self._nodes.items()):
                 guard.current = state
                 snapshots[node] = state.snapshot()
             guard.current = None
@@ -584,7 +618,8 @@ class NodeMetricsCollector:
             events = self._settle() if guard.current is not None or guard.pending else None
             guard.hold = True
             both = {}
-            for node, state in self._nodes.items():
+            # A copy: a call from this thread (a finalizer's) may add a node.
+            for node, state in list(self._nodes.items()):
                 guard.current = state
                 snapshot = state.snapshot()
                 both[node] = snapshot, state.histogram(snapshot)

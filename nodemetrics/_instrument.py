@@ -150,7 +150,8 @@ def metered(
             generator function (time its body with ``track`` instead).
         ValueError: *name* is empty.
     """
-    if collector is not None and not isinstance(collector, NodeMetricsCollector):
+    # type(), not isinstance(), which would ask a __class__ property.
+    if collector is not None and not issubclass(type(collector), NodeMetricsCollector):
         msg = f"collector must be a NodeMetricsCollector or None, got {type(collector).__name__}"
         raise TypeError(msg)
     if callable(name):

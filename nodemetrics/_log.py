@@ -12,13 +12,13 @@ def log(
     message: str,
     *,
     node: str | None = None,
-    exception: bool = False,
+    exception: bool | BaseException = False,
     **fields: object,
 ) -> None:
     """
     Log *message* (formatted with *fields*) at *level*, with *node* bound.
 
-    With *exception*, the exception being handled is attached. An
+    With *exception* (True, or an exception), that exception is attached. An
     :class:`Exception` from a sink (a loguru handler added with
     ``catch=False``) is dropped: nodemetrics is called from inside users'
     nodes, and a broken log sink must not turn into an exception there. Any

@@ -146,15 +146,17 @@ def fire(events: Events) -> None:
     stop: BaseException | None = None
     for callback, args in events:
         try:
-            callback(*args)
-        except Exception:  # noqa: BLE001, PERF203 -- a callback must never reach the node
-            log(
-                "ERROR",
-                "nodemetrics.callback_failed: {callback!r} raised",
-                exception=True,
-                callback=callback,
-            )
-        except BaseException as exc:  # noqa: BLE001 -- re-raised below, after the others ran
+            try:
+                callback(*args)
+            except Exception:  # noqa: BLE001 -- a callback must never reach the node
+                # A log sink may raise KeyboardInterrupt too: caught below.
+                log(
+                    "ERROR",
+                    "nodemetrics.callback_failed: {callback!r} raised",
+                    exception=True,
+                    callback=callback,
+                )
+        except BaseException as exc:  # noqa: BLE001, PERF203 -- re-raised below, after the rest
             if stop is None:
                 stop = exc
     if stop is not None:

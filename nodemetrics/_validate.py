@@ -16,6 +16,7 @@ raises becomes the documented error. Types are asked with
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import operator
@@ -90,11 +91,12 @@ def to_real(value: object, argument: str) -> float:
     return number
 
 
-def to_duration(node: str, value: object) -> float:
+def to_duration(node: str, value: object) -> tuple[float, list[Any] | None]:
     """
-    Return *value* as a duration in ms: a float in [0, MAX_DURATION_MS].
+    Return *value* as a duration in ms (a float in [0, MAX_DURATION_MS]), and what to log.
 
-    A negative duration is recorded as 0.0 and logged as a warning.
+    A negative duration is recorded as 0.0, with a warning to log once it is
+    counted (as a list of ``(callable, args)``, like threshold events).
 
     Raises:
         TypeError: *value* is not a real number.
@@ -108,7 +110,8 @@ def to_duration(node: str, value: object) -> float:
         msg = f"duration_ms must be at most {MAX_DURATION_MS:g}, got {duration!r}"
         raise ValueError(msg)
     if duration < 0.0:
-        log(
+        warning = functools.partial(
+            log,
             "WARNING",
             "nodemetrics.negative_duration: node {name!r} got duration_ms={value!r}; "
             "recorded as 0.0",
@@ -116,10 +119,10 @@ def to_duration(node: str, value: object) -> float:
             name=node,
             value=duration,
         )
-        return 0.0
+        return 0.0, [(warning, ())]
     # The fast paths send 0.0 here too: +0.0 turns a -0.0 into 0.0, so that
     # no snapshot shows "-0.0".
-    return duration + 0.0
+    return duration + 0.0, None
 
 
 def category_index(category: object) -> int:

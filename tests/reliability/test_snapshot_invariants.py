@@ -60,6 +60,7 @@ def ran(total: int = 3, failures: int = 1, **fields: object) -> dict[str, object
         "network_errors": 0,
         "other_errors": 0,
         "cancelled_count": 0,
+        "interrupted_count": 0,
     }
     return {**base, **fields}
 

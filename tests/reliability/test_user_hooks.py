@@ -256,11 +256,6 @@ class TestClassifier:
         c.record_failure("n", 1.0, NodeError(), category="network")
         assert 1 == c.get_node_metrics("n").network_errors
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="_collector.record_failure: a threshold callback's SystemExit, raised by "
-        "_submit(), replaces the classifier's KeyboardInterrupt, which is never raised",
-    )
     def test_classifier_stop_not_lost_to_callback_stop(self):
         """A classifier's KeyboardInterrupt is not swallowed by a callback's SystemExit after it."""
 
@@ -328,11 +323,6 @@ class TestLogSink:
         assert 2 == len(stopping_sink)
         assert_usable(c)
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="_validate.to_duration logs the negative-duration warning before the "
-        "collector counts; a sink's KeyboardInterrupt there loses the count",
-    )
     def test_negative_duration_counted_first(self, stopping_sink):
         """A sink's KeyboardInterrupt on the negative-duration warning: counted first."""
         c = NodeMetricsCollector()
@@ -340,11 +330,6 @@ class TestLogSink:
             c.record_success("n", -1.0)
         assert 1 == c.get_node_metrics("n").success_count
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="_collector._classify logs classifier_failed before _submit counts; a "
-        "sink's KeyboardInterrupt there loses the count",
-    )
     def test_classifier_failure_counted_first(self, stopping_sink):
         """A sink's KeyboardInterrupt on classifier_failed: the failure counted first."""
         c = NodeMetricsCollector(classifier=raiser(RuntimeError, [], "classifier"))
@@ -352,11 +337,6 @@ class TestLogSink:
             c.record_failure("n", 1.0, NodeError())
         assert 1 == c.get_node_metrics("n").timeout_errors
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="_sync.fire logs callback_failed inside its except clause; a sink's "
-        "KeyboardInterrupt there skips the recording's remaining callbacks",
-    )
     def test_other_callbacks_still_run(self, stopping_sink):
         """A sink's KeyboardInterrupt on callback_failed: the other callbacks still run."""
         calls: list[str] = []
