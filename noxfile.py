@@ -37,6 +37,18 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *session.posargs)
 
 
+#: The oldest LangGraph that nodemetrics.integrations.langgraph supports
+#: (pyproject.toml says the same); `tests` runs the newest.
+LANGGRAPH_OLDEST = "1.0.0"
+
+
+@nox.session
+def langgraph_oldest(session: nox.Session) -> None:
+    """The LangGraph integration's tests with the oldest supported langgraph pinned."""
+    session.install("-e", ".[dev]", f"langgraph=={LANGGRAPH_OLDEST}")
+    session.run("pytest", "--no-cov", "tests/integrations", *session.posargs)
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     session.install("ruff")
