@@ -71,9 +71,10 @@ def examples(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks against prometheus_client and OpenTelemetry; `-- --quick` to smoke-test."""
-    session.install("-e", ".", "prometheus_client", "opentelemetry-sdk")
+    """Benchmarks against prometheus_client, OpenTelemetry and plain LangGraph; `-- --quick`."""
+    session.install("-e", ".[langgraph]", "prometheus_client", "opentelemetry-sdk")
     session.run("python", "benchmarks/bench.py", *session.posargs)
+    session.run("python", "benchmarks/bench_langgraph.py", *session.posargs)
 
 
 @nox.session
