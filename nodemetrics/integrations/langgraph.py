@@ -122,6 +122,9 @@ class NodeMetricsCallbackHandler(BaseCallbackHandler):
         collector: Where to record; :func:`nodemetrics.get_default_collector`
             when omitted.
 
+    Attributes:
+        collector: The collector it records into.
+
     Raises:
         TypeError: *collector* is not a collector.
     """
