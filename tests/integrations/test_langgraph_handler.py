@@ -10,7 +10,7 @@ import time
 import traceback
 import uuid
 
-from typing import Annotated, TypedDict
+from typing import Annotated, TypedDict, get_args
 
 import pytest
 
@@ -26,12 +26,16 @@ from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.runnables import RunnableLambda
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
-from langgraph.types import Command, RetryPolicy, Send, interrupt
+from langgraph.types import Command, RetryPolicy, Send, StreamMode, interrupt
 
 from nodemetrics.integrations.langgraph import (
     NodeMetricsCallbackHandler,
     instrument,
 )
+
+
+# Every mode this LangGraph has, so that a new one is tested when it comes.
+STREAM_MODES = get_args(StreamMode)
 
 
 class State(TypedDict, total=False):
@@ -472,9 +476,7 @@ class TestConcurrency:
             assert (50, 50, 0, 0, 0, 0) == outcome(c, name)
         assert_nothing_open(handler_of(app))
 
-    @pytest.mark.parametrize(
-        "mode", ["values", "updates", "debug", "messages", "custom", "checkpoints", "tasks"]
-    )
+    @pytest.mark.parametrize("mode", STREAM_MODES)
     def test_stream_counts_what_invoke_counts(self, mode):
         """stream() in every stream_mode records what invoke() does."""
         by_invoke, by_stream = NodeMetricsCollector(), NodeMetricsCollector()
@@ -486,9 +488,7 @@ class TestConcurrency:
         for node in by_invoke.to_dict():
             assert outcome(by_invoke, node) == outcome(by_stream, node)
 
-    @pytest.mark.parametrize(
-        "mode", ["values", "updates", "debug", "messages", "custom", "checkpoints", "tasks"]
-    )
+    @pytest.mark.parametrize("mode", STREAM_MODES)
     async def test_astream_counts_what_invoke_counts(self, mode):
         """astream() in every stream_mode records what invoke() does."""
         by_invoke, by_stream = NodeMetricsCollector(), NodeMetricsCollector()
