@@ -120,6 +120,17 @@ def rows(*, quick: bool = False) -> list[Row]:
             f / b for f, b in zip(per_round[figure], per_round[baseline], strict=True)
         )
 
+    def per_node(figure: str, baseline: str) -> float:
+        # The median of each round's difference: what one node run adds.
+        pairs = zip(per_round[figure], per_round[baseline], strict=True)
+        return statistics.median(f - b for f, b in pairs) / NODES
+
+    plain_node = medians["plain invoke"] / NODES
+    added, metering = (
+        per_node("instrument() invoke", "plain invoke"),
+        per_node("instrument() invoke", "no-op handler invoke"),
+    )
+
     return [
         (
             "instrument() invoke, 10 nodes",
@@ -153,6 +164,22 @@ def rows(*, quick: bool = False) -> list[Row]:
             ratio("instrument() ainvoke", "plain ainvoke"),
             None,
         ),
+        (
+            "instrument(): added per node run",
+            added,
+            "a plain node run",
+            plain_node,
+            added / plain_node,
+            None,
+        ),
+        (
+            "metering alone per node run",
+            metering,
+            "a plain node run",
+            plain_node,
+            metering / plain_node,
+            None,
+        ),
     ]
 
 
@@ -174,8 +201,11 @@ def main() -> int:
         shown = "-" if target is None else f"{target:.2f}"
         cells = [figure, f"{ns:,.0f}", baseline, f"{base_ns:,.0f}", f"{ratio:.3f}", shown, met]
         print(f"| {' | '.join(cells)} |")
-    figure, ns, _, base_ns, _, _ = table[0]
-    print(f"\nCost per node run: {(ns - base_ns) / NODES / 1000:.2f} µs ({figure}, medians).")
+    print(
+        f"\nCost per node run: {table[-2][1] / 1000:.2f} µs with instrument(), of which "
+        f"{table[-1][1] / 1000:.2f} µs beyond a no-op LangChain handler "
+        f"(a plain node run: {table[-1][3] / 1000:.1f} µs)."
+    )
     # Like bench.py, the quick run only proves the harness works.
     return 1 if failed and not args.quick else 0
 
