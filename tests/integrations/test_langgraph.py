@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import sys
 
@@ -46,7 +45,7 @@ def test_example_counts(example):
     """Ten documents, paused and resumed: each node's numbers are exactly predictable."""
     c = NodeMetricsCollector()
     app = example.build_graph(c)
-    results = asyncio.run(example.run_documents(app, range(1, 11)))
+    results = example.run_documents(app, range(1, 11))
     assert 10 == len(results)
     assert all(r["approved"] for r in results)
     assert ["document", "1", "says", "hello"] == results[0]["words"]
