@@ -205,7 +205,7 @@ class NodeMetricsCallbackHandler(BaseCallbackHandler):
                 node, start, _, graph = run
                 graph.open.discard(key)
                 self.collector.record_success(node, (end - start) / 1e6)
-            if self._graphs:
+            if key in self._graphs:
                 self._close(key)
         except Exception:  # noqa: BLE001 -- metering must never break the graph
             _log_failure("on_chain_end")
@@ -228,7 +228,7 @@ class NodeMetricsCallbackHandler(BaseCallbackHandler):
                 node, start, namespace, graph = run
                 graph.open.discard(key)
                 self._record_error(node, (end - start) / 1e6, namespace, graph, error)
-            if self._graphs:
+            if key in self._graphs:
                 self._close(key)
         except Exception:  # noqa: BLE001 -- metering must never break the graph
             _log_failure("on_chain_error")
