@@ -37,6 +37,18 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *session.posargs)
 
 
+#: The oldest LangGraph that nodemetrics.integrations.langgraph supports
+#: (pyproject.toml says the same); `tests` runs the newest.
+LANGGRAPH_OLDEST = "1.0.0"
+
+
+@nox.session
+def langgraph_oldest(session: nox.Session) -> None:
+    """The LangGraph integration's tests with the oldest supported langgraph pinned."""
+    session.install("-e", ".[dev]", f"langgraph=={LANGGRAPH_OLDEST}")
+    session.run("pytest", "--no-cov", "tests/integrations", *session.posargs)
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     session.install("ruff")
@@ -59,9 +71,10 @@ def examples(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks against prometheus_client and OpenTelemetry; `-- --quick` to smoke-test."""
-    session.install("-e", ".", "prometheus_client", "opentelemetry-sdk")
+    """Benchmarks against prometheus_client, OpenTelemetry and plain LangGraph; `-- --quick`."""
+    session.install("-e", ".[langgraph]", "prometheus_client", "opentelemetry-sdk")
     session.run("python", "benchmarks/bench.py", *session.posargs)
+    session.run("python", "benchmarks/bench_langgraph.py", *session.posargs)
 
 
 @nox.session

@@ -1,113 +1,117 @@
 """
-A LangGraph graph of metered nodes: sync and async, one reading LangGraph's
-`config`, one flaky and retried by tenacity. No LLM: every node is
-deterministic, so the counts at the end are exactly predictable.
+Every node of a LangGraph graph metered by one call: `instrument(graph, collector)`.
+
+The graph has a node retried by LangGraph's RetryPolicy, a human-in-the-loop
+node that pauses at `interrupt()` and is resumed, a subgraph, and a `Send`
+fan-out. No node is decorated. One plain function that is not a LangGraph
+node is timed with `@metered`, the way to meter code outside a graph. No
+LLM: every node is deterministic, so the counts at the end are exactly
+predictable.
 
 Run it with `python examples/langgraph_pipeline.py` (needs `langgraph`).
 """
 
 from __future__ import annotations
 
-import asyncio
+import operator
 
-from typing import TypedDict
+from typing import Annotated, TypedDict
 
-import tenacity
-
-from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
+from langgraph.types import Command, RetryPolicy, Send, interrupt
 
 from nodemetrics import NodeMetricsCollector, format_table, metered
+from nodemetrics.integrations.langgraph import instrument
 
 
 class State(TypedDict, total=False):
     doc_id: int
     text: str
-    words: int
-    tag: str
+    words: Annotated[list[str], operator.add]
+    approved: bool
 
 
-def build_graph(collector: NodeMetricsCollector, *, asynchronous: bool):
+def build_graph(collector: NodeMetricsCollector):
     """
-    load -> enrich (flaky, retried) -> count -> tag (reads LangGraph's config).
-
-    LangGraph's `invoke` needs sync nodes; for `ainvoke` enrich and count are
-    async. The node names are the same either way, so both record together.
+    load (retried) -> clean (a subgraph: strip -> lower) -> split into one
+    `Send` per word -> count_word (fan-out) -> approve (interrupt) -> END.
     """
     attempts: dict[int, int] = {}
 
-    def flaky(state: State) -> State:
+    def load(state: State) -> State:
         doc_id = state["doc_id"]
         attempts[doc_id] = attempts.get(doc_id, 0) + 1
-        if doc_id % 3 == 0 and attempts[doc_id] == 1:  # every third doc fails once
+        if doc_id % 2 == 0 and attempts[doc_id] == 1:  # even documents fail once
             msg = "upstream reset the connection"
             raise ConnectionResetError(msg)
-        return {"text": state["text"].upper()}
+        return {"text": f"  Document {doc_id} Says Hello  "}
 
-    retry = tenacity.retry(
-        wait=tenacity.wait_none(),
-        stop=tenacity.stop_after_attempt(3),
-        before_sleep=collector.retry_hook("enrich"),
-        reraise=True,
-    )
+    # Not a node: plain code called by one, metered on its own.
+    @metered("normalise", collector=collector)
+    def normalise(text: str) -> str:
+        return " ".join(text.split())
 
-    @metered("load", collector=collector)
-    def load(state: State) -> State:
-        return {"text": f"document {state['doc_id']} says hello"}
+    def strip(state: State) -> State:
+        return {"text": normalise(state["text"])}
 
-    # @metered outside @retry: one execution per document, retries counted apart.
-    @metered("enrich", collector=collector)
-    @retry
-    def enrich(state: State) -> State:
-        return flaky(state)
+    def lower(state: State) -> State:
+        return {"text": state["text"].lower()}
 
-    @metered("enrich", collector=collector)
-    @retry
-    async def aenrich(state: State) -> State:
-        await asyncio.sleep(0)
-        return flaky(state)
+    clean = StateGraph(State)
+    clean.add_node("strip", strip)
+    clean.add_node("lower", lower)
+    clean.add_edge(START, "strip")
+    clean.add_edge("strip", "lower")
+    clean.add_edge("lower", END)
 
-    @metered("count", collector=collector)
-    def count(state: State) -> State:
-        return {"words": len(state["text"].split())}
+    def split(state: State) -> list[Send]:
+        return [Send("count_word", {"text": word}) for word in state["text"].split()]
 
-    @metered("count", collector=collector)
-    async def acount(state: State) -> State:
-        await asyncio.sleep(0)
-        return {"words": len(state["text"].split())}
+    def count_word(state: State) -> State:
+        return {"words": [state["text"]]}
 
-    # LangGraph passes `config` only to nodes whose signature asks for it:
-    # @metered keeps the signature, so this node still gets it.
-    @metered("tag", collector=collector)
-    def tag(state: State, config: RunnableConfig) -> State:
-        return {"tag": f"{config['configurable']['tag']}:{state['words']}"}
+    def approve(state: State) -> State:
+        answer = interrupt(f"publish document {state['doc_id']}?")
+        return {"approved": bool(answer)}
 
     graph = StateGraph(State)
-    graph.add_node("load", load)
-    graph.add_node("enrich", aenrich if asynchronous else enrich)
-    graph.add_node("count", acount if asynchronous else count)
-    graph.add_node("tag", tag)
+    graph.add_node(
+        "load",
+        load,
+        retry_policy=RetryPolicy(initial_interval=0.0, jitter=False, retry_on=ConnectionError),
+    )
+    graph.add_node("clean", clean.compile())
+    graph.add_node("count_word", count_word)
+    graph.add_node("approve", approve)
     graph.add_edge(START, "load")
-    graph.add_edge("load", "enrich")
-    graph.add_edge("enrich", "count")
-    graph.add_edge("count", "tag")
-    graph.add_edge("tag", END)
-    return graph.compile()
+    graph.add_edge("load", "clean")
+    graph.add_conditional_edges("clean", split, ["count_word"])
+    graph.add_edge("count_word", "approve")
+    graph.add_edge("approve", END)
+    return instrument(graph.compile(checkpointer=InMemorySaver()), collector)
 
 
-async def run_concurrently(graph, doc_ids: range) -> list[State]:
-    config: RunnableConfig = {"configurable": {"tag": "async"}}
-    return await asyncio.gather(*(graph.ainvoke({"doc_id": i}, config) for i in doc_ids))
+def run_documents(app, doc_ids: range) -> list[State]:
+    """Each document pauses at approve, and is resumed with a yes."""
+    # invoke(), not ainvoke(): on Python 3.10, interrupt() in a node run by
+    # ainvoke() cannot find its config (LangGraph needs 3.11's asyncio there).
+    results = []
+    for i in doc_ids:
+        config = {"configurable": {"thread_id": f"doc-{i}"}}
+        paused = app.invoke({"doc_id": i}, config)
+        if "__interrupt__" not in paused:
+            msg = f"document {i} should have paused at approve"
+            raise RuntimeError(msg)
+        results.append(app.invoke(Command(resume=True), config))
+    return results
 
 
 def main() -> None:
     collector = NodeMetricsCollector()
-    graph = build_graph(collector, asynchronous=False)
-    for i in range(1, 6):
-        graph.invoke({"doc_id": i}, {"configurable": {"tag": "sync"}})
-    agraph = build_graph(collector, asynchronous=True)
-    results = asyncio.run(run_concurrently(agraph, range(6, 16)))
-    print(f"{len(results)} documents through ainvoke, tagged {results[0]['tag']!r}\n")
+    app = build_graph(collector)
+    results = run_documents(app, range(1, 5))
+    print(f"{len(results)} documents approved, the first has words {results[0]['words']}\n")
     print(format_table(collector))
 
 

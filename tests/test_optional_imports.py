@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 
 
-BLOCKED = ["prometheus_client", "opentelemetry", "langgraph", "stamina"]
+BLOCKED = ["prometheus_client", "opentelemetry", "langgraph", "langchain_core", "stamina"]
 
 SCRIPT = textwrap.dedent(
     f"""
@@ -27,6 +27,10 @@ SCRIPT = textwrap.dedent(
         import nodemetrics.exporters.prometheus
     except ImportError as e:
         print("prometheus:", e)
+    try:
+        import nodemetrics.integrations.langgraph
+    except ImportError as e:
+        print("langgraph:", e)
     """
 )
 
@@ -35,4 +39,9 @@ def test_core_without_optional_dependencies(fresh_python):
     """With the optional libraries unimportable, the core imports, records and reads."""
     result = fresh_python(SCRIPT)
     assert 0 == result.returncode, result.stderr
-    assert ["n", "[]", "prometheus: prometheus_client is blocked"] == result.stdout.splitlines()
+    assert [
+        "n",
+        "[]",
+        "prometheus: prometheus_client is blocked",
+        "langgraph: langchain_core is blocked",
+    ] == result.stdout.splitlines()

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
-import inspect
 import sys
 
 from pathlib import Path
@@ -31,63 +29,41 @@ def example():
     del sys.modules["langgraph_pipeline"]
 
 
-def counts(c: NodeMetricsCollector, node: str) -> tuple[int, int, int, int]:
+def counts(c: NodeMetricsCollector, node: str) -> tuple[int, int, int, int, int, int]:
     m = c.get_node_metrics(node)
-    return (m.total_executions, m.success_count, m.failure_count, m.retry_count)
+    return (
+        m.total_executions,
+        m.success_count,
+        m.failure_count,
+        m.retry_count,
+        m.cancelled_count,
+        m.interrupted_count,
+    )
 
 
-def test_invoke(example):
-    """invoke() runs the sync graph: every node once per document, retries counted."""
+def test_example_counts(example):
+    """Ten documents, paused and resumed: each node's numbers are exactly predictable."""
     c = NodeMetricsCollector()
-    graph = example.build_graph(c, asynchronous=False)
-    results = [graph.invoke({"doc_id": i}, {"configurable": {"tag": "t"}}) for i in range(1, 8)]
-    assert all("t:4" == r["tag"] for r in results)
-    assert 4 == results[0]["words"]
-    assert (7, 7, 0, 0) == counts(c, "load")
-    assert (7, 7, 0, 2) == counts(c, "enrich")  # docs 3 and 6 failed once each
-    assert (7, 7, 0, 0) == counts(c, "count")
-    assert (7, 7, 0, 0) == counts(c, "tag")
+    app = example.build_graph(c)
+    results = example.run_documents(app, range(1, 11))
+    assert 10 == len(results)
+    assert all(r["approved"] for r in results)
+    assert ["document", "1", "says", "hello"] == results[0]["words"]
+    assert {
+        "load": (15, 10, 5, 5, 0, 0),  # the five even documents fail once, retried
+        "clean": (10, 10, 0, 0, 0, 0),
+        "clean/strip": (10, 10, 0, 0, 0, 0),
+        "clean/lower": (10, 10, 0, 0, 0, 0),
+        "count_word": (40, 40, 0, 0, 0, 0),  # one Send per word, four words each
+        "approve": (10, 10, 0, 0, 0, 10),  # paused once, resumed once
+        "normalise": (10, 10, 0, 0, 0, 0),  # @metered, not a node
+    } == {node: counts(c, node) for node in c.get_all_node_metrics()}
+    assert 5 == c.get_node_metrics("load").network_errors
 
 
-def test_ainvoke_under_gather(example):
-    """ainvoke() under asyncio.gather: async and sync nodes, exact counts."""
-    c = NodeMetricsCollector()
-    graph = example.build_graph(c, asynchronous=True)
-    results = asyncio.run(example.run_concurrently(graph, range(1, 31)))
-    assert 30 == len(results)
-    assert all("async:4" == r["tag"] for r in results)
-    assert (30, 30, 0, 0) == counts(c, "load")
-    assert (30, 30, 0, 10) == counts(c, "enrich")
-    assert (30, 30, 0, 0) == counts(c, "count")
-    assert (30, 30, 0, 0) == counts(c, "tag")
-
-
-def test_metered_nodes_look_like_the_originals_to_langgraph(example):
-    """LangGraph sees the async node as a coroutine and the config parameter."""
-    c = NodeMetricsCollector()
-    graph = example.build_graph(c, asynchronous=True)
-    nodes = graph.builder.nodes
-    tag = nodes["tag"].runnable.func
-    assert "config" in inspect.signature(tag).parameters
-    assert inspect.iscoroutinefunction(nodes["count"].runnable.afunc)
-
-
-def test_failing_node_is_counted(example):
-    """A node that fails for good is one failure, classified, and the error reaches the caller."""
-    c = NodeMetricsCollector()
-    from langgraph.graph import END, START, StateGraph
-
-    from nodemetrics import metered
-
-    @metered("boom", collector=c)
-    def boom(state):
-        raise ValueError("bad document")
-
-    graph = StateGraph(example.State)
-    graph.add_node("boom", boom)
-    graph.add_edge(START, "boom")
-    graph.add_edge("boom", END)
-    with pytest.raises(ValueError, match="bad document"):
-        graph.compile().invoke({"doc_id": 1})
-    m = c.get_node_metrics("boom")
-    assert (1, 1) == (m.failure_count, m.validation_errors)
+def test_example_main_prints_the_table(example, capsys):
+    """main() runs and prints a table naming every node."""
+    example.main()
+    out = capsys.readouterr().out
+    for node in ["approve", "clean/lower", "clean/strip", "count_word", "load", "normalise"]:
+        assert f"\n{node} " in out
