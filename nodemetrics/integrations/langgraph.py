@@ -57,6 +57,7 @@ from typing_extensions import override  # langchain-core's dependency; typing ha
 from nodemetrics._collector import NodeMetricsCollector, get_default_collector
 from nodemetrics._control import INTERRUPTION, control_flow_kind
 from nodemetrics._log import log
+from nodemetrics._tracker import record_timed
 
 
 __all__ = ["NodeMetricsCallbackHandler", "instrument"]
@@ -204,7 +205,9 @@ class NodeMetricsCallbackHandler(BaseCallbackHandler):
             if run is not None:
                 node, start, _, graph = run
                 graph.open.discard(key)
-                self.collector.record_success(node, (end - start) / 1e6)
+                # The timed path of track() and @metered: a success batched
+                # without the lock once the node exists (2% of invoke).
+                record_timed(self.collector, node, (end - start) / 1e6)
             if key in self._graphs:
                 self._close(key)
         except Exception:  # noqa: BLE001 -- metering must never break the graph
