@@ -34,6 +34,8 @@ OVERFLOW_NODE = "__overflow__"
 
 Classifier = Callable[[BaseException], "ErrorCategory | str | None"]
 ThresholdCallback = Callable[[str, float], object]
+# Called as (node, duration_ms) after each execution is applied; see _add_listener.
+Listener = Callable[[str, float], object]
 
 # What a recording does, as stored in the pending queue: -1 is a success,
 # 0-3 a failure of that category, then a retry and a cancellation.
@@ -351,7 +353,10 @@ class NodeMetricsCollector:
     _nodes: dict[str, _Node] = attrs.field(init=False, factory=dict)
     _watch_rate: bool = attrs.field(init=False, default=False)
     _watch_latency: bool = attrs.field(init=False, default=False)
+    # Something must see each execution as it is applied (a threshold with
+    # its callback, or a listener): then nothing is batched.
     _watching: bool = attrs.field(init=False, default=False)
+    _listeners: tuple[Listener, ...] = attrs.field(init=False, default=())
     _overflow_warned: bool = attrs.field(init=False, default=False)
 
     def __attrs_post_init__(self) -> None:
@@ -403,7 +408,7 @@ class NodeMetricsCollector:
                 state.total_ms += duration_ms
                 state.hist[bisect_left(self.buckets, duration_ms)] += 1
                 state.window.add(duration_ms, False)
-                events = self._check(node, state) if self._watching else None
+                events = self._observe(node, state, duration_ms) if self._watching else None
         finally:
             lock.release()
         if self._pending:
@@ -581,7 +586,7 @@ class NodeMetricsCollector:
             state.hist[bisect_left(self.buckets, value)] += 1
             state.window.add(value, kind >= 0)
             if self._watching:
-                crossed = self._check(node, state)
+                crossed = self._observe(node, state, value)
                 if crossed:
                     events = crossed if events is None else events + crossed
         elif kind == _RETRY:
@@ -617,6 +622,36 @@ class NodeMetricsCollector:
             overflow=OVERFLOW_NODE,
         )
         return OVERFLOW_NODE, overflow, [(warning, ())]
+
+    def _observe(self, node: str, state: _Node, value: float) -> _Events | None:
+        # What runs once the lock is released, after an execution of *node*
+        # that took *value* ms was applied: crossed thresholds, then listeners.
+        events = self._check(node, state) if self._watch_rate or self._watch_latency else None
+        if self._listeners:
+            notices: _Events = [(listener, (node, value)) for listener in self._listeners]
+            events = notices if events is None else events + notices
+        return events
+
+    def _add_listener(self, listener: Listener) -> None:
+        """
+        Call *listener* as ``(node, duration_ms)`` after every execution.
+
+        For exporters that must see each execution (the OpenTelemetry
+        histogram). Every success and failure applied from now on is passed
+        on once, with the node it was recorded under (``"__overflow__"`` past
+        ``max_nodes``), on the thread that applied it and after the lock is
+        released, like a threshold callback; an exception is logged. A
+        collector with a listener does not batch timed successes.
+        """
+        with self._lock:
+            self._listeners = (*self._listeners, listener)
+            self._watching = True
+
+    def _remove_listener(self, listener: Listener) -> None:
+        """Stop calling *listener*; one that was never added is no error."""
+        with self._lock:
+            self._listeners = tuple(x for x in self._listeners if x is not listener)
+            self._watching = self._watch_rate or self._watch_latency or bool(self._listeners)
 
     def _check(self, node: str, state: _Node) -> _Events | None:
         window = state.window
