@@ -8,10 +8,26 @@ Needs the ``otel`` extra: ``pip install 'nodemetrics[otel]'``.
     from nodemetrics.exporters.otel import OpenTelemetryExporter
 
     OpenTelemetryExporter(collector)  # the global MeterProvider's meter "nodemetrics"
+
+The duration histogram is fed one execution at a time. The OpenTelemetry
+Python SDK has no way to hand it pre-aggregated data (no ``MetricProducer``:
+opentelemetry-python issue #4768), so the exporter registers a listener on
+the collector and records every execution, after the collector's lock is
+released, into a synchronous ``Histogram``. Recording into the SDK takes
+locks of its own; so that a recording made by a signal handler, a finalizer
+or a GC callback that interrupted one in the same thread cannot deadlock on
+them, executions are queued, and whoever holds the exporter's lock (taken
+without waiting) records the queue into the SDK before letting go. Each
+collection records what is still queued before it reads.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+import weakref
+
+from collections import deque
 from collections.abc import Callable, Iterable
 
 from opentelemetry import metrics
@@ -23,24 +39,43 @@ from nodemetrics._metrics import FAILURE_FIELDS, QUANTILE_FIELDS, NodeMetrics
 
 __all__ = ["OpenTelemetryExporter"]
 
+# A drainer records at most this many rounds of the queue into the SDK, then
+# leaves what is left to the next execution or collection, so that threads
+# that keep recording cannot hold one of them draining forever.
+_DRAIN_ROUNDS = 16
+
 
 class OpenTelemetryExporter:
     """
-    Observable OpenTelemetry instruments that read a nodemetrics collector.
+    OpenTelemetry instruments that report a nodemetrics collector.
 
     Registers, on the meter ``nodemetrics`` of *meter_provider* (the global
-    provider when omitted), instruments whose callbacks read the collector
-    at each collection:
+    provider when omitted):
 
+    - ``nodemetrics.node.duration``: Histogram in seconds, attribute ``node``,
+      with the collector's ``buckets`` (divided by 1000) as its explicit
+      bucket boundaries (advisory: a View the application configured for
+      this instrument takes precedence). Every success and failure recorded
+      after the exporter is created is recorded into it once, with its exact
+      duration, so counts, sums, min and max are exact. It is cumulative
+      unless the reader asks for delta temporality, and, unlike the
+      collector's own numbers, it is not emptied by
+      :meth:`~nodemetrics.NodeMetricsCollector.reset_node_metrics`.
+    - ``nodemetrics.node.window.duration``: ObservableGauge in seconds,
+      ``node`` and ``quantile`` (``"0.5"``, ``"0.9"``, ``"0.99"``), over the
+      rolling window.
     - ``nodemetrics.node.executions``: ObservableCounter, attributes ``node``
       and ``outcome`` (``success`` or ``failure``);
     - ``nodemetrics.node.failures``: ObservableCounter, ``node`` and
       ``error.type`` (the category);
     - ``nodemetrics.node.retries``, ``nodemetrics.node.cancellations``:
-      ObservableCounters, ``node``;
-    - ``nodemetrics.node.duration``: ObservableGauge in seconds, ``node``
-      and ``quantile`` (``"0.5"``, ``"0.9"``, ``"0.99"``), over the rolling
-      window.
+      ObservableCounters, ``node``.
+
+    The observable instruments read the collector at each collection.
+
+    Thread safety: any number of threads may record while the SDK collects.
+    Feeding the histogram costs each execution about one SDK
+    ``Histogram.record()`` (see README "Exporting").
 
     Args:
         collector: The collector to report.
@@ -57,21 +92,71 @@ class OpenTelemetryExporter:
             msg = f"collector must be a NodeMetricsCollector, got {type(collector).__name__}"
             raise TypeError(msg)
         self._collector = collector
+        self._closed = False
+        self._lock = threading.Lock()
+        self._queue: deque[tuple[str, float]] = deque()
         provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
         meter = provider.get_meter("nodemetrics")
+        self._record = meter.create_histogram(
+            "nodemetrics.node.duration",
+            unit="s",
+            description="Durations of a node's executions.",
+            explicit_bucket_boundaries_advisory=[bound / 1000 for bound in collector.buckets],
+        ).record
         for name, observe, unit, description in _COUNTERS:
             meter.create_observable_counter(
                 name, callbacks=[self._reader(observe)], unit=unit, description=description
             )
         meter.create_observable_gauge(
-            "nodemetrics.node.duration",
-            callbacks=[self._reader(_durations)],
+            "nodemetrics.node.window.duration",
+            callbacks=[self._reader(_window_durations)],
             unit="s",
             description="Percentiles of a node's durations over its rolling window.",
         )
+        _LIVE.add(self)
+        # One bound method, so that close() removes the very object added.
+        self._listener = self._on_execution
+        collector._add_listener(self._listener)  # noqa: SLF001 -- the exporters' hook
 
     def __repr__(self) -> str:
         return f"<OpenTelemetryExporter(collector={self._collector!r})>"
+
+    def close(self) -> None:
+        """
+        Stop reporting this collector.
+
+        The histogram takes no more executions and the observable
+        instruments observe nothing from now on.
+
+        OpenTelemetry has no way to remove an instrument from its meter;
+        closing frees the collector from the exporter's per-execution cost.
+        Closing twice is no error.
+        """
+        self._closed = True
+        self._collector._remove_listener(self._listener)  # noqa: SLF001 -- the exporters' hook
+        self._drain()
+
+    def _on_execution(self, node: str, duration_ms: float) -> None:
+        self._queue.append((node, duration_ms))
+        self._drain()
+
+    def _drain(self) -> None:
+        # The lock is only ever taken without waiting: a holder interrupted
+        # in its own thread (by a signal handler, a finalizer or a GC
+        # callback that records) finds its queued execution on its next round.
+        queue = self._queue
+        lock = self._lock
+        record = self._record
+        for _ in range(_DRAIN_ROUNDS):
+            if not queue or not lock.acquire(False):
+                return
+            try:
+                # Only what is queued now; later arrivals wait for the next round.
+                for _ in range(len(queue)):
+                    node, duration_ms = queue.popleft()
+                    record(duration_ms / 1000, {"node": node})
+            finally:
+                lock.release()
 
     def _reader(
         self, observe: Callable[[str, NodeMetrics], Iterable[Observation]]
@@ -79,11 +164,14 @@ class OpenTelemetryExporter:
         collector = self._collector
 
         def callback(_options: CallbackOptions) -> Iterable[Observation]:
-            return [
-                observation
-                for node, m in sorted(collector.get_all_node_metrics().items())
-                for observation in observe(node, m)
-            ]
+            if self._closed:
+                return []
+            # Reading applies what the collector has queued; recording what
+            # the exporter has queued then makes this collection's histogram
+            # hold every execution that returned before it began.
+            snapshots = sorted(collector.get_all_node_metrics().items())
+            self._drain()
+            return [observation for node, m in snapshots for observation in observe(node, m)]
 
         return callback
 
@@ -106,7 +194,7 @@ def _cancellations(node: str, m: NodeMetrics) -> Iterable[Observation]:
     yield Observation(m.cancelled_count, {"node": node})
 
 
-def _durations(node: str, m: NodeMetrics) -> Iterable[Observation]:
+def _window_durations(node: str, m: NodeMetrics) -> Iterable[Observation]:
     for quantile, field in QUANTILE_FIELDS:
         value = getattr(m, field)
         if value is not None:
@@ -124,3 +212,18 @@ _COUNTERS = (
     ("nodemetrics.node.retries", _retries, "{retry}", "Retries of a node."),
     ("nodemetrics.node.cancellations", _cancellations, "{execution}", "Cancelled executions."),
 )
+
+
+# -- fork safety ---------------------------------------------------------------
+
+_LIVE: weakref.WeakSet[OpenTelemetryExporter] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # A thread that held an exporter's lock at the fork does not exist in the
+    # child; its lock would stay taken and every execution queue forever.
+    for exporter in list(_LIVE):
+        exporter._lock = threading.Lock()  # noqa: SLF001 -- its own module's hook
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
