@@ -627,9 +627,11 @@ class NodeMetricsCollector:
         # What runs once the lock is released, after an execution of *node*
         # that took *value* ms was applied: crossed thresholds, then listeners.
         events = self._check(node, state) if self._watch_rate or self._watch_latency else None
-        if self._listeners:
-            notices: _Events = [(listener, (node, value)) for listener in self._listeners]
-            events = notices if events is None else events + notices
+        # A loop, not a comprehension: it is paid by every execution of an
+        # exported collector, and on 3.11 a comprehension is a function call.
+        for listener in self._listeners:
+            notice = (listener, (node, value))
+            events = [notice] if events is None else [*events, notice]
         return events
 
     def _add_listener(self, listener: Listener) -> None:
