@@ -89,7 +89,7 @@ class Deadlock(BaseException):  # not swallowed by the collector's "log and go o
 @pytest.fixture
 def deadline():
     """
-    Fail the test with Deadlock if it still runs after 20 s: a signal breaks
+    Fail the test with Deadlock if it still runs after 30 s: a signal breaks
     the main thread out of a blocked lock acquire (POSIX), so a deadlock is a
     failure within seconds rather than a hang.
     """
@@ -97,14 +97,14 @@ def deadline():
         pytest.skip("needs signal.pthread_kill")
 
     def alarm(signum, frame):
-        raise Deadlock("still running after 20 s: deadlocked?")
+        raise Deadlock("still running after 30 s: deadlocked?")
 
     previous = signal.signal(signal.SIGUSR1, alarm)
     done = threading.Event()
     main = threading.main_thread().ident
 
     def watch():
-        if not done.wait(20):
+        if not done.wait(30):
             signal.pthread_kill(main, signal.SIGUSR1)
 
     watchdog = threading.Thread(target=watch, daemon=True)
