@@ -8,6 +8,8 @@ import threading
 
 import pytest
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.sdk.metrics import Histogram, MeterProvider
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
@@ -247,6 +249,40 @@ class TestDurationHistogram:
         assert seconds_sum(durations) == point.sum
         assert 0.0 == point.min
         assert 300.0 == point.max
+
+    @settings(max_examples=60, deadline=None)
+    @given(
+        st.lists(
+            st.tuples(
+                st.one_of(
+                    st.floats(0, 1e6, allow_nan=False),
+                    st.sampled_from(NodeMetricsCollector().buckets),
+                ),
+                st.booleans(),
+            ),
+            min_size=1,
+            max_size=60,
+        )
+    )
+    def test_exact_against_an_oracle(self, executions):
+        """Any mix of successes and failures: counts, sum, min and max as the oracle says."""
+        reader = InMemoryMetricReader()
+        provider = MeterProvider(metric_readers=[reader])
+        c = NodeMetricsCollector()
+        OpenTelemetryExporter(c, meter_provider=provider)
+        for d, ok in executions:
+            if ok:
+                c.record_success("n", d)
+            else:
+                c.record_failure("n", d)
+        point = histograms(reader)["n"]
+        provider.shutdown()
+        durations = [d for d, _ in executions]
+        assert bucket_counts(c.buckets, durations) == list(point.bucket_counts)
+        assert len(durations) == point.count
+        assert seconds_sum(durations) == point.sum
+        assert min(durations) / 1000 == point.min
+        assert max(durations) / 1000 == point.max
 
     def test_agrees_with_the_collectors_histogram(self, setup):
         """The SDK puts every duration in the bucket the collector's own histogram does."""
