@@ -16,9 +16,10 @@ the collector and records every execution, after the collector's lock is
 released, into a synchronous ``Histogram``. Recording into the SDK takes
 locks of its own; so that a recording made by a signal handler, a finalizer
 or a GC callback that interrupted one in the same thread cannot deadlock on
-them, executions are queued, and whoever holds the exporter's lock (taken
-without waiting) records the queue into the SDK before letting go. Each
-collection records what is still queued before it reads.
+them, only the holder of the exporter's lock (taken without waiting) calls
+the SDK: an execution that finds the lock held is queued, and the holder
+records the queue before it leaves. Each collection records what is still
+queued before it reads.
 """
 
 from __future__ import annotations
