@@ -40,6 +40,8 @@ OVERFLOW_NODE = "__overflow__"
 
 Classifier = Callable[[BaseException], "ErrorCategory | str | None"]
 ThresholdCallback = Callable[[str, float], object]
+# Called as (node, duration_ms) after each execution is applied; see _add_listener.
+Listener = Callable[[str, float], object]
 
 # A call that takes the lock applies at most this many queued recordings,
 # then leaves the rest to the next call (a read always applies them). Without
@@ -143,7 +145,10 @@ class NodeMetricsCollector:
     _nodes: dict[str, _Node] = attrs.field(init=False, factory=dict)
     _watch_rate: bool = attrs.field(init=False, default=False)
     _watch_latency: bool = attrs.field(init=False, default=False)
+    # Something must see each execution as it is applied (a threshold with
+    # its callback, or a listener): then nothing is batched.
     _watching: bool = attrs.field(init=False, default=False)
+    _listeners: tuple[Listener, ...] = attrs.field(init=False, default=())
     _overflow_warned: bool = attrs.field(init=False, default=False)
 
     def __attrs_post_init__(self) -> None:
@@ -212,7 +217,7 @@ class NodeMetricsCollector:
                     if state.unbucketed >= state.flush_at:
                         state.bucket()
                     guard.current = None
-                    events = self._check(node, state) if self._watching else None
+                    events = self._observe(node, state, duration_ms) if self._watching else None
         if events:
             fire(events)
 
@@ -420,7 +425,7 @@ class NodeMetricsCollector:
             state.add(value, kind)
             guard.current = previous
             if self._watching:
-                crossed = self._check(node, state)  # type: ignore[arg-type]
+                crossed = self._observe(node, state, value)  # type: ignore[arg-type]
                 if crossed:
                     events = crossed if events is None else events + crossed
             return events
@@ -461,6 +466,38 @@ class NodeMetricsCollector:
             overflow=OVERFLOW_NODE,
         )
         return OVERFLOW_NODE, overflow, [(warning, ())]
+
+    def _observe(self, node: str, state: _Node, value: float) -> Events | None:
+        # What runs once the lock is released, after an execution of *node*
+        # that took *value* ms was applied: crossed thresholds, then listeners.
+        events = self._check(node, state) if self._watch_rate or self._watch_latency else None
+        # A loop, not a comprehension: it is paid by every execution of an
+        # exported collector, and on 3.11 a comprehension is a function call.
+        for listener in self._listeners:
+            notice = (listener, (node, value))
+            events = [notice] if events is None else [*events, notice]
+        return events
+
+    def _add_listener(self, listener: Listener) -> None:
+        """
+        Call *listener* as ``(node, duration_ms)`` after every execution.
+
+        For exporters that must see each execution (the OpenTelemetry
+        histogram). Every success and failure applied from now on is passed
+        on once, with the node it was recorded under (``"__overflow__"`` past
+        ``max_nodes``), on the thread that applied it and after the lock is
+        released, like a threshold callback; an exception is logged. A
+        collector with a listener does not batch timed successes.
+        """
+        with self._guard.lock:
+            self._listeners = (*self._listeners, listener)
+            self._watching = True
+
+    def _remove_listener(self, listener: Listener) -> None:
+        """Stop calling *listener*; one that was never added is no error."""
+        with self._guard.lock:
+            self._listeners = tuple(x for x in self._listeners if x is not listener)
+            self._watching = self._watch_rate or self._watch_latency or bool(self._listeners)
 
     def _check(self, node: str, state: _Node) -> Events | None:
         window = state.window

@@ -1,0 +1,205 @@
+"""
+What the OpenTelemetry exporter adds to each recording, next to baselines.
+
+Run with ``python benchmarks/bench_otel.py`` (``--quick`` for a run of a few
+seconds that only proves it works). Needs ``opentelemetry-sdk``. Prints a
+Markdown table of rows ``(figure, ns, baseline, ns, ratio, target)``.
+
+The exporter feeds its duration histogram one execution at a time (the SDK
+takes no pre-aggregated points), so each execution of an exported collector
+also pays one SDK ``Histogram.record()``. The figures: a ``record_success``
+and a ``with track()`` block with and without an exporter attached, the
+SDK's own ``Histogram.record()``, and what one collection costs per node.
+As in ``benchmarks/bench.py``, every statement is timed once per round,
+rounds interleave all statements, and a figure is the median of its rounds,
+so that a machine whose speed drifts slows a figure and its baseline alike.
+
+On a machine too loaded for wall-clock figures, count instructions instead:
+``valgrind --tool=callgrind python benchmarks/bench_otel.py --run NAME``
+runs one statement 2,000 times; the difference between two statements'
+totals, divided by 2,000, is what one call of one costs more than the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import itertools
+import platform
+import random
+import statistics
+import sys
+import timeit
+
+from collections.abc import Callable
+
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+from nodemetrics import NodeMetricsCollector
+from nodemetrics.exporters.otel import OpenTelemetryExporter
+
+
+Row = tuple[str, float, str, float, float, float | None]
+
+
+def durations() -> Callable[[], float]:
+    """An endless, repeatable stream of plausible durations in ms."""
+    rng = random.Random(0)
+    return itertools.cycle([rng.expovariate(1 / 20) for _ in range(4096)]).__next__
+
+
+def timed(stmts: dict[str, Callable[[], object]], *, quick: bool) -> dict[str, float]:
+    """The median ns per call of each statement, timed in interleaved rounds."""
+    repeat, target_s = (5, 0.002) if quick else (25, 0.02)
+    loops = {}
+    for name, stmt in stmts.items():
+        timer = timeit.Timer(stmt)
+        number = 1
+        while (elapsed := timer.timeit(number)) < 0.001:
+            number *= 10
+        number = max(1, int(number * target_s / elapsed))
+        timer.timeit(number)  # warm-up
+        loops[name] = (timer, number)
+    rounds: dict[str, list[float]] = {name: [] for name in loops}
+    gc.disable()
+    try:
+        for _ in range(repeat):
+            for name, (timer, number) in loops.items():
+                rounds[name].append(timer.timeit(number) / number)
+    finally:
+        gc.enable()
+    return {name: statistics.median(times) * 1e9 for name, times in rounds.items()}
+
+
+def exported(reader: InMemoryMetricReader) -> NodeMetricsCollector:
+    """A collector with an exporter attached, on a provider of its own."""
+    c = NodeMetricsCollector()
+    provider = MeterProvider(metric_readers=[reader])
+    OpenTelemetryExporter(c, meter_provider=provider)
+    return c
+
+
+NODES = 100  # in the collection statement
+
+
+def statements() -> dict[str, Callable[[], object]]:
+    """The timed statements, by name."""
+    nxt = durations()
+    plain = NodeMetricsCollector()
+    plain.record_success("n", 1.0)
+    # Both with a reader, so that the SDK really aggregates (without one it
+    # drops each measurement early), and with the same boundaries.
+    with_otel = exported(InMemoryMetricReader())
+    with_otel.record_success("n", 1.0)
+    sdk_hist = (
+        MeterProvider(metric_readers=[InMemoryMetricReader()])
+        .get_meter("bench")
+        .create_histogram(
+            "bench",
+            unit="s",
+            explicit_bucket_boundaries_advisory=[b / 1000 for b in with_otel.buckets],
+        )
+    )
+
+    def block() -> None:
+        pass
+
+    def track_plain() -> None:
+        with plain.track("n"):
+            pass
+
+    def track_otel() -> None:
+        with with_otel.track("n"):
+            pass
+
+    reader = InMemoryMetricReader()
+    collected = exported(reader)
+    for i in range(NODES):
+        collected.record_success(f"node-{i}", nxt())
+
+    return {
+        "next duration": nxt,
+        "record": lambda: plain.record_success("n", nxt()),
+        "record+otel": lambda: with_otel.record_success("n", nxt()),
+        "sdk record": lambda: sdk_hist.record(nxt() / 1000, {"node": "n"}),
+        "empty block": block,
+        "track": track_plain,
+        "track+otel": track_otel,
+        "collect": reader.collect,
+    }
+
+
+def measure(*, quick: bool) -> dict[str, float]:
+    """The figures, in ns per call, net of their bare statement."""
+    m = timed(statements(), quick=quick)
+    base = m["next duration"]
+    return {
+        "record_success": m["record"] - base,
+        "record_success + exporter": m["record+otel"] - base,
+        "exporter per record_success": m["record+otel"] - m["record"],
+        "SDK Histogram.record()": m["sdk record"] - base,
+        "with track()": m["track"] - m["empty block"],
+        "with track() + exporter": m["track+otel"] - m["empty block"],
+        "exporter per with track()": m["track+otel"] - m["track"],
+        "collection, per node": m["collect"] / NODES,
+    }
+
+
+def rows(r: dict[str, float]) -> list[Row]:
+    """(figure, ns, baseline, ns, ratio, target); a target of None is for reading only."""
+
+    def row(figure: str, baseline: str, target: float | None) -> Row:
+        return (figure, r[figure], baseline, r[baseline], r[figure] / r[baseline], target)
+
+    return [
+        # What nodemetrics adds to the SDK's own cost of one recording.
+        row("exporter per record_success", "SDK Histogram.record()", 1.15),
+        row("record_success + exporter", "SDK Histogram.record()", 1.3),
+        # What exporting costs a recording, against not exporting.
+        row("exporter per record_success", "record_success", None),
+        row("exporter per with track()", "with track()", None),
+        row("collection, per node", "record_success + exporter", None),
+    ]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--quick", action="store_true", help="a few seconds; proves it runs")
+    parser.add_argument(
+        "--run",
+        metavar="STATEMENT",
+        help="only run one statement --loops times (for callgrind); one of: "
+        + ", ".join(repr(name) for name in statements()),
+    )
+    parser.add_argument("--loops", type=int, default=2000)
+    args = parser.parse_args()
+    if args.run is not None:
+        stmt = statements()[args.run]
+        for _ in range(args.loops):
+            stmt()
+        return 0
+    r = measure(quick=args.quick)
+    print(
+        f"Python {platform.python_version()} ({platform.python_implementation()}), "
+        f"{platform.machine()}, {platform.system()}; "
+        f"{'quick run, numbers indicative only' if args.quick else 'full run'}\n"
+    )
+    print("| figure | ns | baseline | ns | ratio | target | met |")
+    print("|---|---:|---|---:|---:|---:|:---:|")
+    for figure, ns, baseline, base_ns, ratio, target in rows(r):
+        goal, met = ("-", "-") if target is None else (f"<= {target}", ratio <= target)
+        met_text = met if isinstance(met, str) else ("yes" if met else "no")
+        print(
+            f"| {figure} | {ns:,.0f} | {baseline} | {base_ns:,.0f} | {ratio:.2f} | "
+            f"{goal} | {met_text} |"
+        )
+    print("\nRaw figures (ns per call):\n")
+    for name, value in r.items():
+        print(f"- {name}: {value:,.1f}")
+    # The numbers are for people to read: CI checks that this runs, not them.
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
