@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import http.client
 import math
+import shutil
 import sys
 import time
 import urllib.error
@@ -80,7 +81,12 @@ def fetch(url: str, timeout: float = _TIMEOUT_S) -> str:
         WatchError: Not an http(s) URL, unreachable, an HTTP error status, a
             body over 64 MiB, or not UTF-8.
     """
-    if urllib.parse.urlsplit(url).scheme not in {"http", "https"}:
+    try:
+        scheme = urllib.parse.urlsplit(url).scheme
+    except ValueError as e:
+        msg = f"{url}: not a valid URL: {e}"
+        raise WatchError(msg) from None
+    if scheme not in {"http", "https"}:
         msg = f"{url}: not an http:// or https:// URL"
         raise WatchError(msg)
     request = urllib.request.Request(url, headers={"Accept": _ACCEPT})  # noqa: S310 -- checked
@@ -92,6 +98,9 @@ def fetch(url: str, timeout: float = _TIMEOUT_S) -> str:
         raise WatchError(msg) from None
     except urllib.error.URLError as e:
         msg = f"{url}: cannot connect: {e.reason}"
+        raise WatchError(msg) from None
+    except http.client.InvalidURL as e:
+        msg = f"{url}: not a valid URL: {e}"
         raise WatchError(msg) from None
     except (http.client.HTTPException, ValueError) as e:
         msg = f"{url}: not an HTTP server's answer: {type(e).__name__}: {e}"
@@ -148,7 +157,8 @@ def parse(text: str, *, url: str, namespace: str, at: float) -> Scrape:
         msg = f"{url}: not a Prometheus text exposition: {e}"
         raise WatchError(msg) from None
     prefix = f"{namespace}_node_"
-    names = {family.name for family in families}
+    # A family without a TYPE line keeps its _total in the parser's name.
+    names = {family.name.removesuffix("_total") for family in families}
     if not any(name.startswith(prefix) for name in names):
         msg = (
             f"{url}: no {prefix}* metrics there (not a nodemetrics PrometheusExporter, "
@@ -169,29 +179,34 @@ def parse(text: str, *, url: str, namespace: str, at: float) -> Scrape:
     )
 
 
+_PER_NODE = {
+    "retries_total": "retries",
+    "cancellations_total": "cancellations",
+    "interruptions_total": "interruptions",
+}
+_OUTCOMES = {"success": "success", "failure": "failure"}
+
+
 def _add(node: NodeSample, name: str, sample: object) -> None:
     labels: dict[str, str] = sample.labels  # type: ignore[attr-defined]
     value = float(sample.value)  # type: ignore[attr-defined]
+    field = _PER_NODE.get(name)
     if name == "executions_total":
-        if labels.get("outcome") == "success":
-            node.success += value
-        elif labels.get("outcome") == "failure":
-            node.failure += value
+        field = _OUTCOMES.get(labels.get("outcome", ""))
+    if field is not None:
+        setattr(node, field, getattr(node, field) + value)
     elif name == "failures_total":
         category = labels.get("category", "other")
         node.failures[category] = node.failures.get(category, 0.0) + value
-    elif name == "retries_total":
-        node.retries += value
-    elif name == "cancellations_total":
-        node.cancellations += value
-    elif name == "interruptions_total":
-        node.interruptions += value
     elif name in {"window_duration_seconds", "duration_seconds"} and "quantile" in labels:
         into = node.window if name == "window_duration_seconds" else node.old_window
         quantile = labels["quantile"]
         into[quantile] = max(into.get(quantile, -math.inf), value)
     elif name == "duration_seconds_bucket" and "le" in labels:
-        le = float(labels["le"])
+        try:
+            le = float(labels["le"])
+        except ValueError:
+            return  # not a bucket bound: nothing a histogram_quantile could use
         node.buckets[le] = node.buckets.get(le, 0.0) + value
 
 
@@ -220,7 +235,8 @@ def histogram_quantile(q: float, buckets: Iterable[tuple[float, float]]) -> floa
         highest = max(highest, count)
         counts.append(highest)
     rank = q * counts[-1]
-    i = next(i for i, count in enumerate(counts) if count >= rank)
+    # (A NaN count matches no rank: then, as past the last bound, the last bucket.)
+    i = next((i for i, count in enumerate(counts) if count >= rank), len(counts) - 1)
     if i == len(ordered) - 1:
         return ordered[-2][0]
     end = ordered[i][0]
@@ -239,6 +255,14 @@ def _delta(now: float, before: float) -> float:
     return now - before if now >= before else now
 
 
+def _bucket_deltas(
+    now: dict[float, float], before: dict[float, float]
+) -> list[tuple[float, float]]:
+    if now.get(math.inf, 0.0) < before.get(math.inf, 0.0):
+        return list(now.items())  # reset since the last poll: every bucket restarted
+    return [(le, count - before.get(le, 0.0)) for le, count in now.items()]
+
+
 def _count(value: float) -> str:
     return f"{value:,.0f}" if value.is_integer() else f"{value:,.2f}"
 
@@ -254,8 +278,7 @@ def _row(
         if done:
             fail = f"{_delta(cur.failure, prev.failure) / done:.1%}"
         if scrape.has_histogram:
-            deltas = [(le, _delta(c, prev.buckets.get(le, 0.0))) for le, c in cur.buckets.items()]
-            seconds = histogram_quantile(0.99, deltas)
+            seconds = histogram_quantile(0.99, _bucket_deltas(cur.buckets, prev.buckets))
             p99_interval = _ms(None if seconds is None else seconds * 1000)
     window = cur.window or cur.old_window
     row = [
@@ -367,6 +390,8 @@ def watch(  # noqa: PLR0913 -- the command's options, plus what tests replace
     except WatchError as e:
         err.write(f"nodemetrics: error: {_one_line(str(e))}\n")
         return 2
+    except KeyboardInterrupt:  # while waiting for the first answer
+        return 0
     if once:
         out.write(render(current, None) + "\n")
         return 0
@@ -416,6 +441,9 @@ def _follow(  # noqa: PLR0913 -- watch()'s state, passed down whole
 
 
 def _draw(out: IO[str], url: str, interval: float, table: str, problem: str | None) -> None:
+    # A line wider than the terminal wraps, and a frame taller than it scrolls:
+    # either would break drawing over the last frame, so cut both to size.
+    columns, rows = shutil.get_terminal_size()
     lines = [
         f"nodemetrics watch {url}  every {interval:g}s  {time.strftime('%H:%M:%S')}  Ctrl+C quits",
         "exec/s, fail%, p99 int: over the last interval; p50/p90/p99: over each node's window",
@@ -423,4 +451,8 @@ def _draw(out: IO[str], url: str, interval: float, table: str, problem: str | No
         "",
         *table.splitlines(),
     ]
+    if len(lines) > rows - 1:
+        hidden = len(lines) - (rows - 2)
+        lines = [*lines[: rows - 2], f"... and {hidden} more node{'s' if hidden > 1 else ''}"]
+    lines = [_shorten(line, columns - 1) for line in lines]
     out.write(_HOME + "".join(f"{line}{_EOL}\n" for line in lines) + _EOS)

@@ -546,3 +546,80 @@ class TestInTmux:
         assert 1 == tmux("capture-pane", "-p", "-S", "-1000").count("node ")
         tmux("send-keys", "C-c")
         wait_for(lambda: "exit=0" in screen(), "exit=0 after Ctrl+C")
+
+
+class TestOddPages:
+    def test_counter_reset(self, server):
+        """Counters that went down (a node reset) count from zero, histogram buckets too."""
+        path = "/reset"
+        url = server.page(
+            path, NEW_FAMILIES.format(ns="nodemetrics", ok1=500, ok2=0, b1=400, b2=500)
+        )
+        # After the reset: 10 executions, all in (10 ms, 100 ms].
+        steps = [
+            lambda: server.page(
+                path, NEW_FAMILIES.format(ns="nodemetrics", ok1=10, ok2=0, b1=0, b2=10)
+            )
+        ]
+        code, out, _ = run_watch(url, steps, interval=2.0)
+        assert 0 == code
+        second = table_rows(out)[1]["fetch"]
+        assert ("10", "5.0", "99.1") == (second["runs"], second["exec/s"], second["p99_int"])
+
+    def test_hostile_values(self, server):
+        """NaN, Inf and a bucket bound that is not a number neither crash nor count."""
+        text = (
+            'nodemetrics_node_retries_total{node="n"} NaN\n'
+            'nodemetrics_node_cancellations_total{node="n"} +Inf\n'
+            'nodemetrics_node_duration_seconds_bucket{node="n",le="soon"} 3\n'
+            'nodemetrics_node_duration_seconds_bucket{node="n",le="0.1"} NaN\n'
+            'nodemetrics_node_duration_seconds_bucket{node="n",le="+Inf"} NaN\n'
+        )
+        url = server.page("/hostile", text)
+        code, out, err = run_watch(url, [lambda: None], interval=1.0)
+        assert (0, "") == (code, err)
+        _, second = (t["n"] for t in table_rows(out))
+        assert ("nan", "inf") == (second["retry"], second["canc"])
+        assert "100.0" == second["p99_int"]  # NaN ranks fall in the last bucket: its bound
+
+    @pytest.mark.parametrize(
+        "url", ["http://[::1", "http://127.0.0.1:abc/metrics"], ids=["bad IPv6", "bad port"]
+    )
+    def test_invalid_url(self, url):
+        """A URL that cannot be one is named as such."""
+        code, _, err = run_watch(url, [])
+        assert 2 == code
+        assert f"nodemetrics: error: {url}: not a valid URL: " in err
+
+    def test_ctrl_c_before_the_first_answer(self):
+        """Ctrl+C while the first poll waits is a clean exit, status 0."""
+
+        def interrupted():
+            raise KeyboardInterrupt
+
+        assert 0 == watch("http://127.0.0.1:1/", out=io.StringIO(), clock=interrupted)
+
+
+class TestSmallTerminal:
+    def test_frame_fits_the_terminal(self, server, monkeypatch):
+        """A frame is cut to the terminal's width and height, saying how many nodes are hidden."""
+        text = "".join(
+            f'nodemetrics_node_retries_total{{node="node-{i:02}"}} {i}\n' for i in range(30)
+        )
+        url = server.page("/many", text)
+        monkeypatch.setenv("COLUMNS", "50")
+        monkeypatch.setenv("LINES", "12")
+
+        class Terminal(io.StringIO):
+            def isatty(self):
+                return True
+
+        out = Terminal()
+        fake = FakeTime([])
+        assert 0 == watch(url, out=out, clock=fake.clock, sleep=fake.sleep)
+        frame = out.getvalue().split("\x1b[H")[2]
+        lines = frame.removesuffix("\x1b[J\x1b[?25h\n").split("\x1b[K\n")[:-1]
+        assert 11 == len(lines)
+        assert all(len(line) <= 49 for line in lines)
+        assert "... and 26 more nodes" == lines[-1]
+        assert lines[-2].startswith("node-03")
