@@ -152,8 +152,10 @@ def read_snapshot(path: str) -> dict[str, NodeMetrics]:
             msg = f"{path}: is a directory, not a snapshot"
             raise SnapshotError(msg)
         # O_NONBLOCK: opening a FIFO must not wait for a writer; reads then block again.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-        os.set_blocking(fd, True)
+        nonblock = getattr(os, "O_NONBLOCK", 0)  # not on Windows, which has no FIFOs
+        fd = os.open(path, os.O_RDONLY | nonblock)
+        if nonblock:
+            os.set_blocking(fd, True)
         with os.fdopen(fd, "rb") as f:
             data = _read_limited(f, path)
     except OSError as e:

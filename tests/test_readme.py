@@ -150,19 +150,8 @@ def test_quickstart_counts_are_the_same_every_run(tmp_path):
     first, second = (run(sys.executable, script, cwd=tmp_path) for _ in range(2))
     assert (0, 0) == (first.returncode, second.returncode), first.stderr + second.stderr
     rows, counts = _counts(first.stdout)
-    assert [
-        "node",
-        "runs",
-        "ok",
-        "fail",
-        "tmo",
-        "val",
-        "net",
-        "oth",
-        "retry",
-        "canc",
-        "fail%",
-    ] == rows[0]
+    assert {"node", "runs", "fail", "retry"} <= set(rows[0])
+    assert not any(header.endswith("_ms") for header in rows[0])
     assert 5 == len(rows)
     assert 40 == counts["load"]["total_executions"]
     assert _counts(first.stdout) == _counts(second.stdout)
