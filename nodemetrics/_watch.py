@@ -426,8 +426,11 @@ def _follow(  # noqa: PLR0913 -- watch()'s state, passed down whole
             else:
                 err.write(f"nodemetrics: poll failed: {problem}\n")
             out.flush()
-            due += interval
-            sleep(max(0.0, due - clock()))
+            # Polls keep to the interval; one slower than it (a big page: prometheus_client
+            # parses 1,000 nodes in about a second) delays the next, and no burst follows.
+            now = clock()
+            due = max(due + interval, now)
+            sleep(due - now)
             try:
                 previous, current, problem = current, poll(), None
             except WatchError as e:

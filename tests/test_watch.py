@@ -116,11 +116,13 @@ class FakeTime:
     def __init__(self, steps) -> None:
         self.now = 1000.0
         self.steps = list(steps)
+        self.slept: list[float] = []
 
     def clock(self) -> float:
         return self.now
 
     def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
         self.now += seconds
         if not self.steps:
             raise KeyboardInterrupt  # as Ctrl+C would, during the wait
@@ -627,3 +629,17 @@ class TestSmallTerminal:
         assert all(len(line) <= 49 for line in lines)
         assert "... and 26 more nodes" == lines[-1]
         assert lines[-2].startswith("node-03")
+
+
+class TestPace:
+    def test_a_slow_poll_delays_the_next_without_a_burst(self, server):
+        """Polls keep to the interval; after one that overran it, no catch-up burst."""
+        url = server.page("/pace", 'nodemetrics_node_retries_total{node="n"} 1\n')
+        fake = FakeTime([])
+
+        def slow():
+            fake.now += 7.0  # this poll takes 3.5 intervals
+
+        fake.steps = [lambda: None, slow, lambda: None, lambda: None]
+        assert 0 == watch(url, out=io.StringIO(), clock=fake.clock, sleep=fake.sleep)
+        assert [2.0, 2.0, 0.0, 2.0, 2.0] == fake.slept
