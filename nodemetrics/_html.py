@@ -29,6 +29,7 @@ th, td { padding: 4px 8px; border-bottom: 1px solid #ddd; text-align: right; whi
 th { background: #f3f3f3; font-weight: 600; vertical-align: bottom; white-space: normal; }
 th.count { max-width: 5.5em; }
 td.node, th.node { text-align: left; font-family: ui-monospace, monospace; }
+td.node { min-width: 8em; max-width: 24em; white-space: normal; overflow-wrap: anywhere; }
 td.chart, th.chart { text-align: left; }
 .legend span { display: inline-block; margin-right: 12px; }
 .swatch { display: inline-block; width: 10px; height: 10px; margin-right: 4px; }
