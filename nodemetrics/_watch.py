@@ -15,16 +15,19 @@ the window quantiles, of which the largest is shown.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import math
 import shutil
+import signal
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO
 
 import attrs
@@ -414,33 +417,56 @@ def _follow(  # noqa: PLR0913 -- watch()'s state, passed down whole
     terminal = out.isatty()
     previous: Scrape | None = None
     problem: str | None = None
-    if terminal:
-        out.write(_HIDE + _HOME + "\x1b[2J")
     try:
-        due = clock()
-        while True:
-            if terminal:
-                _draw(out, url, interval, render(current, previous), problem)
-            elif problem is None:
-                out.write(f"# {time.strftime('%H:%M:%S')} {url}\n{render(current, previous)}\n\n")
-            else:
-                err.write(f"nodemetrics: poll failed: {problem}\n")
-            out.flush()
-            # Polls keep to the interval; one slower than it (a big page: prometheus_client
-            # parses 1,000 nodes in about a second) delays the next, and no burst follows.
-            now = clock()
-            due = max(due + interval, now)
-            sleep(due - now)
-            try:
-                previous, current, problem = current, poll(), None
-            except WatchError as e:
-                problem = _one_line(str(e))
+        with _terminal_view(out) if terminal else contextlib.nullcontext():
+            due = clock()
+            while True:
+                if terminal:
+                    _draw(out, url, interval, render(current, previous), problem)
+                elif problem is None:
+                    table = render(current, previous)
+                    out.write(f"# {time.strftime('%H:%M:%S')} {url}\n{table}\n\n")
+                else:
+                    err.write(f"nodemetrics: poll failed: {problem}\n")
+                out.flush()
+                # Polls keep to the interval; one slower than it (a big page: prometheus_client
+                # parses 1,000 nodes in about a second) delays the next, and no burst follows.
+                now = clock()
+                due = max(due + interval, now)
+                sleep(due - now)
+                try:
+                    previous, current, problem = current, poll(), None
+                except WatchError as e:
+                    problem = _one_line(str(e))
     except KeyboardInterrupt:
         return 0
+    except _Terminated:
+        return 128 + signal.SIGTERM
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived while the view had the terminal."""
+
+
+def _terminate(_signum: int, _frame: object) -> None:
+    raise _Terminated
+
+
+@contextlib.contextmanager
+def _terminal_view(out: IO[str]) -> Iterator[None]:
+    # The cursor is hidden while the view is drawn: show it again however the
+    # view ends, a `kill` included, or the user's shell is left without one.
+    installed = threading.current_thread() is threading.main_thread()
+    if installed:
+        before = signal.signal(signal.SIGTERM, _terminate)
+    out.write(_HIDE + _HOME + "\x1b[2J")
+    try:
+        yield
     finally:
-        if terminal:
-            out.write(_SHOW + "\n")
-            out.flush()
+        out.write(_SHOW + "\n")
+        out.flush()
+        if installed:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if before is None else before)
 
 
 def _draw(out: IO[str], url: str, interval: float, table: str, problem: str | None) -> None:

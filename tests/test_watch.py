@@ -643,3 +643,34 @@ class TestPace:
         fake.steps = [lambda: None, slow, lambda: None, lambda: None]
         assert 0 == watch(url, out=io.StringIO(), clock=fake.clock, sleep=fake.sleep)
         assert [2.0, 2.0, 0.0, 2.0, 2.0] == fake.slept
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+class TestTerminalCleanup:
+    def test_sigterm_shows_the_cursor_again(self, server):
+        """A `kill` of the view restores the cursor, exits 143, and puts SIGTERM back."""
+        url = server.page("/term", 'nodemetrics_node_retries_total{node="n"} 1\n')
+        before = signal.getsignal(signal.SIGTERM)
+        out = Terminal()
+        fake = FakeTime([lambda: os.kill(os.getpid(), signal.SIGTERM)])
+        assert 128 + signal.SIGTERM == watch(url, out=out, clock=fake.clock, sleep=fake.sleep)
+        assert out.getvalue().endswith("\x1b[?25h\n")
+        assert before == signal.getsignal(signal.SIGTERM)
+
+    def test_outside_the_main_thread(self, server):
+        """Away from the main thread (no signal handlers there), the view still runs."""
+        url = server.page("/thread", 'nodemetrics_node_retries_total{node="n"} 1\n')
+        results = []
+
+        def run():
+            fake = FakeTime([])
+            results.append(watch(url, out=Terminal(), clock=fake.clock, sleep=fake.sleep))
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join(timeout=30)
+        assert [0] == results
