@@ -152,9 +152,8 @@ def read_snapshot(path: str) -> dict[str, NodeMetrics]:
             msg = f"{path}: is a directory, not a snapshot"
             raise SnapshotError(msg)
         # O_NONBLOCK: opening a FIFO must not wait for a writer; reads then block again.
-        nonblock = getattr(os, "O_NONBLOCK", 0)  # not on Windows, which has no FIFOs
-        fd = os.open(path, os.O_RDONLY | nonblock)
-        if nonblock:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # (none on Windows)
+        with contextlib.suppress(AttributeError, OSError):  # (nor, before 3.12, this)
             os.set_blocking(fd, True)
         with os.fdopen(fd, "rb") as f:
             data = _read_limited(f, path)
