@@ -9,8 +9,10 @@ from collections.abc import Awaitable, Callable
 from time import perf_counter_ns
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
-from ._collector import NodeMetricsCollector, check_node, get_default_collector, record_timed
+from ._collector import NodeMetricsCollector, get_default_collector
 from ._log import log_record_failed
+from ._tracker import record_timed
+from ._validate import check_node
 
 
 P = ParamSpec("P")

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nodemetrics import NodeMetrics
-from nodemetrics._collector import _Node
+from nodemetrics._node import _Node
 
 
 COUNTS = [
@@ -155,7 +155,6 @@ class TestUnvalidatedSnapshot:
         st.fixed_dictionaries(
             {
                 "success": counts,
-                "failure": counts,
                 "retries": counts,
                 "cancelled": counts,
                 "errors": st.lists(counts, min_size=4, max_size=4),
@@ -173,7 +172,7 @@ class TestUnvalidatedSnapshot:
         for value in samples:
             node.window.add(value, False)
         p50, p90, p99 = node.window.percentiles(50, 90, 99)
-        executions = node.success + node.failure
+        executions = node.success + sum(node.errors)
         errors = node.errors
 
         fast = node.snapshot()
@@ -182,7 +181,7 @@ class TestUnvalidatedSnapshot:
         validated = NodeMetrics(
             total_executions=executions,
             success_count=node.success,
-            failure_count=node.failure,
+            failure_count=sum(node.errors),
             retry_count=node.retries,
             last_execution_ms=node.last,
             avg_execution_ms=node.total_ms / executions if executions else 0.0,

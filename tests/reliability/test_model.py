@@ -20,8 +20,8 @@ from loguru import logger
 from nodemetrics import (
     ErrorCategory,
     NodeMetricsCollector,
-    _collector,
     _instrument,
+    _tracker,
     classify_error,
     metered,
 )
@@ -112,7 +112,7 @@ class CollectorMachine(RuleBasedStateMachine):
 
     @rule(node=NODES, elapsed_ns=ELAPSED)
     def tracked(self, node, elapsed_ns):
-        with fake_clock(_collector, elapsed_ns):
+        with fake_clock(_tracker, elapsed_ns):
             for _ in elapsed_ns:
                 with self.collector.track(node):
                     pass
