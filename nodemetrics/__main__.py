@@ -1,4 +1,4 @@
-"""``python -m nodemetrics show SNAPSHOT.json``."""
+"""``python -m nodemetrics``: the same program as the ``nodemetrics`` command."""
 
 import sys
 
