@@ -34,6 +34,25 @@ _new: Any = tuple.__new__
 _go_float: Callable[[float], str] = floatToGoString
 
 
+def _check_args(collector: object, namespace: object) -> None:
+    """
+    Check an exporter's *collector* and *namespace* arguments.
+
+    Raises:
+        TypeError: *collector* is not a collector, or *namespace* not a str.
+        ValueError: *namespace* is not a valid metric name prefix.
+    """
+    if not isinstance(collector, NodeMetricsCollector):
+        msg = f"collector must be a NodeMetricsCollector, got {type(collector).__name__}"
+        raise TypeError(msg)
+    if not isinstance(namespace, str):
+        msg = f"namespace must be a str, got {type(namespace).__name__}"
+        raise TypeError(msg)
+    if not namespace.isidentifier() or not namespace.isascii():
+        msg = f"namespace must be a valid metric name prefix, got {namespace!r}"
+        raise ValueError(msg)
+
+
 class PrometheusExporter:
     """
     A prometheus_client custom collector that reads a nodemetrics collector.
@@ -70,15 +89,7 @@ class PrometheusExporter:
     """
 
     def __init__(self, collector: NodeMetricsCollector, *, namespace: str = "nodemetrics") -> None:
-        if not isinstance(collector, NodeMetricsCollector):
-            msg = f"collector must be a NodeMetricsCollector, got {type(collector).__name__}"
-            raise TypeError(msg)
-        if not isinstance(namespace, str):
-            msg = f"namespace must be a str, got {type(namespace).__name__}"
-            raise TypeError(msg)
-        if not namespace.isidentifier() or not namespace.isascii():
-            msg = f"namespace must be a valid metric name prefix, got {namespace!r}"
-            raise ValueError(msg)
+        _check_args(collector, namespace)
         self._collector = collector
         self._prefix = f"{namespace}_node_"
         # The le labels, written once: every scrape writes them for every node.
