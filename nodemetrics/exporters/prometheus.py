@@ -133,8 +133,9 @@ class PrometheusExporter:
             unit="seconds",
         )
         # Samples are built as plain tuples, not through add_metric() nor even
-        # Sample(): a scrape of 10,000 nodes builds 360,000 of them, and this
-        # halves the exporter's share of a scrape (84 -> 40 us per node).
+        # Sample(): a scrape of 10,000 nodes builds 360,000 of them. Even so,
+        # prometheus_client's formatting is 93% of a scrape (callgrind, 1,000
+        # nodes: 1.35M of 1.45M instructions per node, GC off).
         ex_name = f"{p}executions_total"
         fail_name = f"{p}failures_total"
         retry_name = f"{p}retries_total"

@@ -124,6 +124,70 @@ class TestMirror:
         assert "running=False" in repr(sync)
         assert 2 == samples(registry)[key("nodemetrics_node_duration_seconds_count", node="n")]
 
+    def test_retry_only_changes(self):
+        """A node that only gained retries mirrors them, and nothing else."""
+        c = NodeMetricsCollector()
+        sync, registry = mirrored(c)
+        c.record_success("n", 4.0)
+        sync.sync()
+        c.record_retry("n")
+        sync.sync()
+        s = samples(registry)
+        assert 1 == s[key("nodemetrics_node_retries_total", node="n")]
+        assert 1 == s[key("nodemetrics_node_duration_seconds_count", node="n")]
+        assert pytest.approx(0.004) == s[key("nodemetrics_node_duration_seconds_sum", node="n")]
+
+    def test_stop_without_start_syncs(self):
+        """stop() on a sync that never started still syncs once."""
+        c = NodeMetricsCollector()
+        sync, registry = mirrored(c)
+        c.record_success("n", 1.0)
+        sync.stop()
+        assert 1 == samples(registry)[key("nodemetrics_node_duration_seconds_count", node="n")]
+
+    def test_restart_after_stop(self):
+        """start() after stop() runs a new thread."""
+        sync, _ = mirrored(NodeMetricsCollector())
+        sync.start(3600)
+        sync.stop()
+        assert "running=False" in repr(sync)
+        sync.start(3600)
+        assert "running=True" in repr(sync)
+        sync.stop()
+
+    def test_after_fork_baselines_and_restarts(self):
+        """The fork hook takes the collector's state as mirrored, and restarts a running thread."""
+        c = NodeMetricsCollector()
+        running, registry = mirrored(c)
+        stopped = MultiProcessSync(c, namespace="other")
+        running.start(3600)
+        stopped.start(3600)
+        stopped.stop()
+        c.record_success("n", 1.0)
+        old_thread = running._thread
+        running._after_fork_in_child()
+        stopped._after_fork_in_child()
+        assert running._thread is not old_thread
+        assert "running=True" in repr(running)
+        assert "running=False" in repr(stopped)
+        running.sync()
+        assert key("nodemetrics_node_duration_seconds_count", node="n") not in samples(registry)
+        c.record_success("n", 1.0)
+        running.stop()
+        old_thread.join(5)
+        assert 1 == samples(registry)[key("nodemetrics_node_duration_seconds_count", node="n")]
+
+    def test_start_multiprocess_sync_starts(self, monkeypatch):
+        """In multiprocess mode, start_multiprocess_sync() returns a running sync."""
+        from prometheus_client import values
+
+        monkeypatch.setattr(values.ValueClass, "_multiprocess", True, raising=False)
+        sync = start_multiprocess_sync(NodeMetricsCollector(), interval_s=3600, namespace="mp")
+        try:
+            assert "running=True" in repr(sync)
+        finally:
+            sync.stop()
+
     def test_failure_is_logged_not_raised(self, logs):
         """A sync that fails logs the error and returns."""
         c = NodeMetricsCollector()
