@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import urllib.request
 
 import pytest
 
@@ -339,7 +340,7 @@ def worker_plan(i: int) -> list:
 
 
 @pytest.mark.parametrize("method", ["fork", "spawn"])
-def test_four_workers_summed_by_a_real_prometheus(method, tmp_path, prometheus):
+def test_four_workers_summed_by_a_real_prometheus(method, tmp_path, prometheus, promtool):
     """Four worker processes' counters and histograms are summed in the multiprocess scrape."""
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
@@ -392,6 +393,8 @@ def test_four_workers_summed_by_a_real_prometheus(method, tmp_path, prometheus):
         assert "exited" == process.stdout.readline().strip()
         check_fetch(4)
         server.wait_for("count(nodemetrics_node_duration_seconds_count)", 5)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            promtool(response.read())
     finally:
         process.stdin.close()
         process.wait(timeout=60)
