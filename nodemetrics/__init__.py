@@ -10,11 +10,12 @@ retries, cancellations and p50/p90/p99 durations with
 from __future__ import annotations
 
 from ._classify import ErrorCategory, classify_error
-from ._collector import OVERFLOW_NODE, NodeMetricsCollector, Tracker, get_default_collector
+from ._collector import OVERFLOW_NODE, NodeMetricsCollector, get_default_collector
 from ._histogram import NodeHistogram
 from ._instrument import metered
 from ._metrics import NodeMetrics
 from ._table import format_table
+from ._tracker import Tracker
 
 
 __all__ = [

@@ -72,7 +72,9 @@ def classify_error(exc: BaseException) -> ErrorCategory:
        ``Network``;
     3. **validation**: :class:`ValueError` (pydantic's ``ValidationError`` is
        one), or a class name containing ``Validation``;
-    4. **other**: everything else.
+    4. **other**: everything else, and any exception whose class cannot be
+       looked at (a metaclass whose ``__mro__`` or ``__name__`` raises, a
+       ``__class__`` property that raises).
 
     A :class:`tenacity.RetryError` is classified by the exception of its last
     attempt (``other`` if that attempt returned instead of raising).
@@ -89,8 +91,13 @@ def classify_error(exc: BaseException) -> ErrorCategory:
     if not isinstance(exc, BaseException):
         msg = f"exc must be an exception, got {type(exc).__name__}"
         raise TypeError(msg)
-    if isinstance(exc, tenacity.RetryError):
-        last = exc.last_attempt
-        inner = last.exception() if last.failed else None
-        return ErrorCategory.OTHER if inner is None else classify_error(inner)
-    return _classify_type(type(exc))
+    try:
+        # type(), not exc.__class__, which a property could make raise.
+        exc_type = type(exc)
+        if issubclass(exc_type, tenacity.RetryError):
+            last = exc.last_attempt  # type: ignore[attr-defined]
+            inner = last.exception() if last.failed else None
+            return ErrorCategory.OTHER if inner is None else classify_error(inner)
+        return _classify_type(exc_type)
+    except Exception:  # noqa: BLE001 -- a hostile exception is still a failure to count
+        return ErrorCategory.OTHER

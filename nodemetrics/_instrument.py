@@ -9,8 +9,11 @@ from collections.abc import Awaitable, Callable
 from time import perf_counter_ns
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
-from ._collector import NodeMetricsCollector, check_node, get_default_collector, record_timed
+from ._collector import NodeMetricsCollector, get_default_collector
+from ._control import INTERRUPTION, control_flow_kind
 from ._log import log_record_failed
+from ._tracker import record_timed
+from ._validate import check_node
 
 
 P = ParamSpec("P")
@@ -18,8 +21,16 @@ T = TypeVar("T")
 
 
 def _record_failure(collector: NodeMetricsCollector, node: str, start: int, exc: Exception) -> None:
+    # Also where LangGraph's control flow ends up: it is raised, but no failure.
     try:
-        collector.record_failure(node, (perf_counter_ns() - start) / 1e6, exc)
+        elapsed_ms = (perf_counter_ns() - start) / 1e6
+        kind = control_flow_kind(exc)
+        if kind is None:
+            collector.record_failure(node, elapsed_ms, exc)
+        elif kind is INTERRUPTION:
+            collector.record_interruption(node)
+        else:
+            collector.record_success(node, elapsed_ms)
     except Exception:  # noqa: BLE001 -- recording must never break the node
         log_record_failed(node)
 
@@ -118,7 +129,9 @@ def metered(
     :meth:`NodeMetricsCollector.track`: a return records a success, an
     :class:`Exception` a classified failure, any other
     :class:`BaseException` (such as :class:`asyncio.CancelledError`) a
-    cancellation; the result or exception passes through untouched. The
+    cancellation, LangGraph's ``GraphInterrupt`` an interruption and its
+    other ``GraphBubbleUp`` exceptions a success; the result or exception
+    passes through untouched. The
     wrapper keeps ``__name__``, ``__doc__``, ``__wrapped__``, the signature
     and :func:`inspect.iscoroutinefunction` of the function, so frameworks
     that inspect it (LangGraph) see the original.

@@ -48,9 +48,10 @@ class NodeMetrics:
     Produced by :meth:`NodeMetricsCollector.get_node_metrics`; immutable, so it
     can be kept, compared and passed between threads freely. Durations are in
     milliseconds. ``total_executions == success_count + failure_count``;
-    retries and cancellations are counted apart because they are not
-    executions. The percentiles are over the collector's rolling window, the
-    other numbers over the node's whole life since its last reset.
+    retries, cancellations and interruptions (a LangGraph node that paused
+    at ``interrupt()``) are counted apart because they are not executions.
+    The percentiles are over the collector's rolling window, the other
+    numbers over the node's whole life since its last reset.
 
     Every field is validated at construction: counts are non-negative ints (a
     bool is not a count), durations non-negative finite floats (``None`` where
@@ -77,6 +78,7 @@ class NodeMetrics:
     network_errors: int = attrs.field(default=0, validator=_count)
     other_errors: int = attrs.field(default=0, validator=_count)
     cancelled_count: int = attrs.field(default=0, validator=_count)
+    interrupted_count: int = attrs.field(default=0, validator=_count)
 
     @classmethod
     def from_dict(cls, mapping: Mapping[str, Any]) -> NodeMetrics:
@@ -137,7 +139,7 @@ EMPTY = NodeMetrics()
 
 #: ``unfrozen_metrics()`` makes an empty, mutable twin of NodeMetrics, for
 #: the collector to build a snapshot without validation: on every read of a
-#: changed node, 14 validators and 14 calls through the frozen __setattr__
+#: changed node, 15 validators and 15 calls through the frozen __setattr__
 #: would triple the cost of the read. The twin has the same slots, so plain
 #: attribute stores fill it; the builder must set every field and then assign
 #: ``__class__ = NodeMetrics``, which CPython allows because the layouts are

@@ -22,6 +22,7 @@ _HEADERS = (
     "oth",
     "retry",
     "canc",
+    "intr",
     "p50 ms",
     "p90 ms",
     "p99 ms",
@@ -56,6 +57,7 @@ def _row(node: str, m: NodeMetrics) -> list[str]:
         str(m.other_errors),
         str(m.retry_count),
         str(m.cancelled_count),
+        str(m.interrupted_count),
         _ms(m.p50),
         _ms(m.p90),
         _ms(m.p99),
@@ -69,7 +71,7 @@ def format_table(metrics: NodeMetricsCollector | Mapping[str, NodeMetrics]) -> s
 
     Columns: executions (``runs``), successes (``ok``), failures (``fail``)
     and by category (``tmo``, ``val``, ``net``, ``oth``), retries,
-    cancellations (``canc``), p50/p90/p99 in milliseconds, and the failure
+    cancellations (``canc``), interruptions (``intr``), p50/p90/p99 in milliseconds, and the failure
     rate over all executions. Rows are sorted by node name; long names are
     shortened with ``…`` so that the table fits in 100 columns, and names
     with control characters are shown escaped.

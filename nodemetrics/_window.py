@@ -425,3 +425,48 @@ class RollingWindow:
                 x += rem / 100 * (at(lo + 1) - x)
             out.append(x)
         return out
+
+    # -- after an exception cut a change short (see the collector's _sync) --
+
+    def repair(self) -> None:
+        """Make the window consistent again; the next read sorts it afresh."""
+        ring = self._ring
+        flags = self._failed
+        if len(ring) > self._size:
+            del ring[self._size :]
+        if flags is not None:
+            n = min(len(ring), len(flags))
+            del ring[n:], flags[n:]
+            self.failures = flags.count(1)
+        if not 0 <= self._head < self._size:
+            self._head = 0
+        self._go_stale()
+
+    def reset(self) -> None:
+        """Forget every sample."""
+        del self._ring[:]
+        if self._failed is not None:
+            del self._failed[:]
+        self.failures = 0
+        self._head = 0
+        self._go_stale()
+
+    def newest(self) -> float:
+        """Return the most recent sample (0.0 for an empty window)."""
+        ring = self._ring
+        if not ring:
+            return 0.0
+        if len(ring) < self._size:
+            return ring[-1]
+        return ring[self._head - 1]
+
+    def latest(self, k: int) -> list[float]:
+        """Return the *k* most recent samples, oldest first (at most all of them)."""
+        ring = self._ring
+        k = min(k, len(ring))
+        if len(ring) < self._size:
+            return ring[len(ring) - k :].tolist()
+        head = self._head
+        if k <= head:
+            return ring[head - k : head].tolist()
+        return ring[len(ring) - (k - head) :].tolist() + ring[:head].tolist()

@@ -49,6 +49,9 @@ class _BrokenCollector(NodeMetricsCollector):
     def record_cancellation(self, node):
         raise RuntimeError("collector bug")
 
+    def record_interruption(self, node):
+        raise RuntimeError("collector bug")
+
 
 @pytest.fixture
 def broken_collector() -> NodeMetricsCollector:
@@ -56,16 +59,42 @@ def broken_collector() -> NodeMetricsCollector:
 
 
 @pytest.fixture
-def fresh_python() -> Callable[[str], subprocess.CompletedProcess[str]]:
+def fresh_python() -> Callable[..., subprocess.CompletedProcess[str]]:
     """Run a script in a new interpreter: no coverage tracer, no test-session heap."""
 
-    def run(script: str) -> subprocess.CompletedProcess[str]:
+    def run(script: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         return subprocess.run(  # noqa: S603 -- our own interpreter and script
             [sys.executable, "-c", script],
             capture_output=True,
             text=True,
-            timeout=300,
+            timeout=timeout,
             check=False,
         )
 
     return run
+
+
+def broken_invariants(m: object) -> list[str]:
+    """What a snapshot says that contradicts itself (nothing, for a sound one)."""
+    problems = []
+    if m.total_executions != m.success_count + m.failure_count:  # type: ignore[attr-defined]
+        problems.append("total != success + failure")
+    categories = m.timeout_errors + m.validation_errors + m.network_errors + m.other_errors  # type: ignore[attr-defined]
+    if categories != m.failure_count:  # type: ignore[attr-defined]
+        problems.append("categories do not sum to failure_count")
+    empty = m.total_executions == 0  # type: ignore[attr-defined]
+    for name in ("p50", "p90", "p99", "last_execution_ms"):
+        if (getattr(m, name) is None) != empty:
+            problems.append(f"{name} is {getattr(m, name)!r} with {m.total_executions} executions")  # type: ignore[attr-defined]
+    if empty and m.avg_execution_ms != 0.0:  # type: ignore[attr-defined]
+        problems.append("avg without executions")
+    percentiles = (m.p50, m.p90, m.p99)  # type: ignore[attr-defined]
+    if None not in percentiles and not percentiles[0] <= percentiles[1] <= percentiles[2]:
+        problems.append("percentiles out of order")
+    return problems
+
+
+@pytest.fixture
+def invariants() -> Callable[[object], list[str]]:
+    """The snapshot invariants README promises, as a checker returning what is broken."""
+    return broken_invariants

@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
-from nodemetrics import NodeMetricsCollector, _collector, metered
-from nodemetrics._collector import _BATCH
+from nodemetrics import NodeMetricsCollector, _tracker, metered
+from nodemetrics._tracker import BATCH as _BATCH
 
 
 def known(node: str = "n", **options) -> NodeMetricsCollector:
@@ -86,25 +86,37 @@ class TestBatch:
         c = known()
         track(c, 3)
         state = c._nodes["n"]
-        _collector._fold_batch(c, state)
-        _collector._fold_batch(c, state)
+        _tracker.fold_batch(c, state)
+        _tracker.fold_batch(c, state)
         assert ([], 4) == (batch(c), state.success)
         assert [] == logs.of_level("ERROR")
 
-    def test_busy_lock_leaves_batch_for_later(self):
+    def test_held_lock_queues_timed_successes_behind_the_queue(self):
         """
-        A fold that finds the lock busy leaves the batch (and the queue) to the
-        next one; nothing is lost.
+        While its own thread holds the lock (a signal handler's view), a timed
+        success queues behind a recording queued before it instead of batching
+        ahead of it; the next call applies them all, in order; nothing is lost.
         """
         c = known()
-        with c._lock:  # as if interrupted while holding it
+        with c._guard.lock:  # as if interrupted while holding it
             c.record_success("n", 5.0)
             track(c, _BATCH + 10)
-        assert 1 == len(c._pending)
-        assert _BATCH + 10 == len(batch(c))
-        track(c, 1)  # folds, then drains the queue
-        assert ([], 0) == (batch(c), len(c._pending))
+        assert 1 + _BATCH + 10 == len(c._guard.pending)
+        assert [] == batch(c)
+        track(c, 1)  # applies the queue, then its own
+        assert ([], 0) == (batch(c), len(c._guard.pending))
         assert 1 + 1 + _BATCH + 11 == c._nodes["n"].success
+        assert not c._guard.hold
+
+    def test_batch_appended_by_an_interrupting_block_waits_for_the_next_fold(self):
+        """A fold asked for while this thread holds the lock leaves the batch for later."""
+        c = known()
+        track(c, _BATCH - 1)
+        with c._guard.lock:
+            state = c._nodes["n"]
+            _tracker.fold_batch(c, state)
+            assert _BATCH - 1 == len(batch(c))
+        assert 1 + _BATCH - 1 == c.get_node_metrics("n").success_count
 
     @pytest.mark.parametrize("failed", [False, True], ids=["success", "failure"])
     def test_order_with_direct_recordings(self, monkeypatch, failed):
@@ -114,7 +126,7 @@ class TestBatch:
         """
         c = known(window_size=2)
         ticks = itertools.chain.from_iterable((0, ms * 1_000_000) for ms in (10, 20))
-        monkeypatch.setattr(_collector, "perf_counter_ns", ticks.__next__)
+        monkeypatch.setattr(_tracker, "perf_counter_ns", ticks.__next__)
         track(c, 2)  # 10 and 20 ms
         if failed:
             c.record_failure("n", 7.0, category="network")
@@ -149,7 +161,7 @@ class TestBatch:
             min_samples=1,
         )
         ticks = itertools.chain.from_iterable((0, ms * 1_000_000) for ms in (5, 80))
-        monkeypatch.setattr(_collector, "perf_counter_ns", ticks.__next__)
+        monkeypatch.setattr(_tracker, "perf_counter_ns", ticks.__next__)
         track(c, 1)
         assert ([], []) == (fired, batch(c))
         track(c, 1)

@@ -136,6 +136,20 @@ class TestRecording:
         m = c.get_node_metrics("n")
         assert (1, 0) == (m.cancelled_count, m.total_executions)
 
+    def test_interruption_is_not_an_execution(self):
+        """record_interruption counts an interruption and nothing else."""
+        c = NodeMetricsCollector()
+        c.record_interruption("n")
+        c.record_interruption("n")
+        m = c.get_node_metrics("n")
+        assert (2, 0, 0, 0) == (
+            m.interrupted_count,
+            m.cancelled_count,
+            m.total_executions,
+            m.retry_count,
+        )
+        assert m.last_execution_ms is None
+
     @pytest.mark.parametrize("bad", [0, -1])
     def test_bad_attempt_number_value(self, bad):
         """attempt_number must be >= 1; nothing is recorded otherwise."""
@@ -223,6 +237,7 @@ class TestRecording:
             lambda: c.record_failure(bad, 1.0),
             lambda: c.record_retry(bad),
             lambda: c.record_cancellation(bad),
+            lambda: c.record_interruption(bad),
             lambda: c.get_node_metrics(bad),
             lambda: c.track(bad),
             lambda: c.retry_hook(bad),
@@ -545,32 +560,36 @@ class TestThresholds:
 
 
 class TestDeferredRecording:
+    """A call made while its own thread holds the lock (a signal handler's, a
+    finalizer's) is queued, never waited for; the next call applies the queue."""
+
     def test_recording_while_locked_is_queued_then_applied(self):
-        """A recording that finds the lock held is queued and applied by the next holder."""
+        """A recording that finds its own thread holding the lock is queued and applied next."""
         calls = []
         c = NodeMetricsCollector(
             min_samples=1,
             failure_rate_threshold=0.0,
             on_failure_rate_threshold=lambda node, rate: calls.append(node),
         )
-        with c._lock:
+        with c._guard.lock:
             c.record_success("n", 1.0)
             c.record_failure("n", 1.0)
             c.record_retry("n")
-            assert 3 == len(c._pending)
+            assert 3 == len(c._guard.pending)
             assert [] == calls
         m = c.get_node_metrics("n")
         assert (2, 1, 1) == (m.total_executions, m.failure_count, m.retry_count)
         assert ["n"] == calls
 
     def test_queue_drained_by_next_recording(self):
-        """The next recording drains the queue too."""
-        c = NodeMetricsCollector()
-        with c._lock:
+        """The next recording drains the queue too, before its own."""
+        c = NodeMetricsCollector(window_size=1)
+        with c._guard.lock:
             c.record_success("n", 1.0)
-        c.record_success("m", 1.0)
-        assert 0 == len(c._pending)
-        assert 1 == c._nodes["n"].success
+        c.record_success("n", 2.0)
+        assert 0 == len(c._guard.pending)
+        assert 2 == c._nodes["n"].success
+        assert 2.0 == c.get_node_metrics("n").last_execution_ms
 
     def test_queued_crossing_fires_from_the_draining_recorder(self):
         """A threshold crossed by a queued recording fires when a recorder drains it."""
@@ -581,7 +600,7 @@ class TestDeferredRecording:
             on_failure_rate_threshold=lambda node, rate: calls.append(node),
         )
         c.record_success("other", 1.0)
-        with c._lock:
+        with c._guard.lock:
             c.record_failure("n", 1.0)
         assert [] == calls
         c.record_success("other", 1.0)
@@ -590,10 +609,33 @@ class TestDeferredRecording:
     def test_reset_applies_queue_first(self):
         """A reset applies what was queued before it, then forgets it."""
         c = NodeMetricsCollector()
-        with c._lock:
+        with c._guard.lock:
             c.record_success("n", 1.0)
         c.reset_node_metrics("n")
         assert {} == c.to_dict()
+
+    def test_reset_while_locked_is_queued_in_order(self):
+        """A reset made while the lock is held is queued between the recordings around it."""
+        c = NodeMetricsCollector()
+        with c._guard.lock:
+            c.record_success("n", 1.0)
+            c.reset_node_metrics()
+            c.record_success("n", 2.0)
+        m = c.get_node_metrics("n")
+        assert (1, 2.0) == (m.total_executions, m.last_execution_ms)
+
+    def test_timed_success_after_a_queued_failure_keeps_its_place(self):
+        """A timed success never overtakes a failure queued before it (window_size=1)."""
+        c = NodeMetricsCollector(window_size=1)
+        c.record_success("n", 1.0)  # the node exists: timed successes would batch
+        with c._guard.lock:
+            c.record_failure("n", 5.0)
+        with c.track("n"):
+            pass
+        m = c.get_node_metrics("n")
+        assert (3, 1) == (m.total_executions, m.failure_count)
+        assert m.last_execution_ms < 5.0
+        assert m.p99 == m.last_execution_ms
 
 
 class TestConcurrency:
@@ -681,75 +723,33 @@ class TestDefaultCollector:
         assert isinstance(get_default_collector(), NodeMetricsCollector)
 
 
-class _SpyLock:
-    """Wraps a real lock; tells the test when someone waits on it with a timeout."""
-
-    def __init__(self):
-        self.real = threading.Lock()
-        self.waiting = threading.Event()
-
-    def acquire(self, blocking=True, timeout=-1):
-        if timeout != -1:
-            self.waiting.set()
-        return self.real.acquire(blocking, timeout)
-
-    def release(self):
-        self.real.release()
-
-    def __enter__(self):
-        self.real.acquire()
-
-    def __exit__(self, *exc_info):
-        self.real.release()
-
-
-class TestBackpressure:
-    def test_recorder_waits_for_holder_past_backlog(self, monkeypatch):
-        """Past the backlog a recorder waits for the holder, then applies the queue itself."""
-        from nodemetrics import _collector
-
-        monkeypatch.setattr(_collector, "_BACKLOG", 3)
-        monkeypatch.setattr(_collector, "_BACKLOG_WAIT_S", 60.0)
-        calls = []
-        c = NodeMetricsCollector(
-            min_samples=1,
-            failure_rate_threshold=0.5,
-            on_failure_rate_threshold=lambda node, rate: calls.append(node),
-        )
-        spy = _SpyLock()
-        object.__setattr__(c, "_lock", spy)
-        spy.real.acquire()
-
-        def holder():
-            spy.waiting.wait()
-            spy.real.release()
-
-        t = threading.Thread(target=holder)
-        t.start()
-        for _ in range(4):
-            c.record_failure("n", 1.0)
-        t.join()
-        assert 0 == len(c._pending)
-        assert 4 == c._nodes["n"].failure
-        assert ["n"] == calls
-
-    def test_reentrant_recorder_gives_up_waiting(self, monkeypatch):
-        """A recorder that cannot get the lock in time leaves its recording queued."""
-        from nodemetrics import _collector
-
-        monkeypatch.setattr(_collector, "_BACKLOG", 3)
-        monkeypatch.setattr(_collector, "_BACKLOG_WAIT_S", 0.001)
+class TestWaiting:
+    def test_other_thread_waits_for_the_holder_and_applies_its_own(self):
+        """A thread that finds another thread holding the lock waits for it; nothing is queued."""
         c = NodeMetricsCollector()
-        with c._lock:  # held by this very thread, as a signal handler would find it
-            for _ in range(6):
-                c.record_success("n", 1.0)
-            assert 6 == len(c._pending)
-        assert 6 == c.get_node_metrics("n").success_count
+        started = threading.Event()
+        c._guard.lock.acquire()
+        try:
+
+            def record():
+                started.set()
+                c.record_failure("n", 1.0)
+
+            t = threading.Thread(target=record)
+            t.start()
+            assert started.wait(5)
+            t.join(0.05)
+            assert t.is_alive()  # it waits rather than queueing
+            assert 0 == len(c._guard.pending)
+        finally:
+            c._guard.lock.release()
+        t.join(5)
+        assert not t.is_alive()
+        assert 1 == c.get_node_metrics("n").failure_count
 
     def test_drain_is_bounded_when_applying_queues_more(self):
         """If applying a recording queues another (a GC callback on every allocation), the
-        drainer stops after a bounded number of rounds; a later read applies the rest."""
-        from nodemetrics import _collector
+        drainer applies only what was queued when it began; later calls apply the rest."""
 
         class Reentrant(NodeMetricsCollector):
             generate = True
@@ -757,29 +757,16 @@ class TestBackpressure:
             def _apply(self, node, value, kind):
                 events = super()._apply(node, value, kind)
                 if self.generate:  # as if the GC ran a recording callback meanwhile
-                    self._pending.append(("echo", 1.0, -1))
+                    self._guard.defer(("echo", 1.0, -1))
                 return events
 
         c = Reentrant()
-        c.record_success("n", 1.0)  # applies, queues an echo, drains: more echoes
-        assert 1 <= len(c._pending)
-        applied = c._nodes["echo"].success
-        assert _collector._DRAIN_ROUNDS == applied
+        with c._guard.lock:
+            c.record_success("n", 1.0)  # queued
+        c.record_success("n", 1.0)  # applies the queue: each applied item queues an echo
+        assert 2 == len(c._guard.pending)  # one echo each for the queued and its own
+        assert "echo" not in c._nodes
         Reentrant.generate = False
-        m = c.get_node_metrics("echo")
-        assert applied + 1 == m.success_count
-        assert 0 == len(c._pending)
-
-    def test_holder_drains_only_what_was_queued(self):
-        """Applying the queue takes a bounded batch: items queued meanwhile wait their turn."""
-        c = NodeMetricsCollector(
-            min_samples=1,
-            failure_rate_threshold=0.0,
-            on_failure_rate_threshold=lambda node, rate: None,
-        )
-        c._pending.extend([("a", 1.0, -1), ("a", 1.0, 0)])
-        with c._lock:
-            events = c._apply_pending()
-        assert events is not None
-        assert 1 == len(events)
-        assert 0 == len(c._pending)
+        assert 2 == c.get_node_metrics("echo").success_count
+        assert 0 == len(c._guard.pending)
+        assert not c._guard.hold

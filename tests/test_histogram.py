@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import nodemetrics._collector
 import nodemetrics._instrument
+import nodemetrics._tracker
 
 from nodemetrics import NodeHistogram, NodeMetricsCollector, metered
 from nodemetrics._histogram import DEFAULT_BUCKETS_MS, MAX_BOUNDS, check_buckets
@@ -405,7 +405,7 @@ class TestCollectorHistogram:
     def test_track(self, monkeypatch):
         """track() counts successes (batched past the first) and failures exactly."""
         durations = [0.5] + [5.0] * 40 + [50.0] * 3 + [500.0]
-        monkeypatch.setattr(nodemetrics._collector, "perf_counter_ns", FakeClock(durations))
+        monkeypatch.setattr(nodemetrics._tracker, "perf_counter_ns", FakeClock(durations))
         c = NodeMetricsCollector(buckets=B)
         for _ in range(44):
             with c.track("n"):
@@ -444,7 +444,7 @@ class TestCollectorHistogram:
     def test_queued_recordings_are_counted(self):
         """Recordings queued while the lock was held are in the next histogram."""
         c = NodeMetricsCollector(buckets=B)
-        with c._lock:
+        with c._guard.lock:
             c.record_success("n", 5.0)
             c.record_failure("n", 500.0)
         assert (0, 1, 0, 1) == c.get_node_histogram("n").counts
@@ -476,7 +476,7 @@ class TestCollectorHistogram:
         c = NodeMetricsCollector()
         previous = 0.0
         for v in values:
-            with c._lock:  # queued, then applied by the read
+            with c._guard.lock:  # queued, then applied by the read
                 c.record_success("n", v)
             current = c.get_node_histogram("n").sum_ms
             assert previous <= current

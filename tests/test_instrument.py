@@ -14,6 +14,24 @@ class Boom(Exception):
     pass
 
 
+# LangGraph's control-flow exceptions, rebuilt by name (the core never imports langgraph).
+class GraphBubbleUp(Exception):
+    pass
+
+
+class GraphInterrupt(GraphBubbleUp):
+    pass
+
+
+class ParentCommand(GraphBubbleUp):
+    pass
+
+
+def outcome(c, node):
+    m = c.get_node_metrics(node)
+    return (m.success_count, m.failure_count, m.interrupted_count, m.cancelled_count)
+
+
 class TestMeteredSync:
     def test_records_success_and_returns_result(self):
         """The result passes through and a success is recorded under the name."""
@@ -55,6 +73,24 @@ class TestMeteredSync:
             interrupted()
         m = c.get_node_metrics("n")
         assert (0, 1) == (m.total_executions, m.cancelled_count)
+
+    @pytest.mark.parametrize(
+        ("exc_type", "expected"), [(GraphInterrupt, (0, 0, 1, 0)), (ParentCommand, (1, 0, 0, 0))]
+    )
+    def test_control_flow(self, exc_type, expected):
+        """GraphInterrupt is an interruption, ParentCommand a success; both propagate unchanged."""
+        c = NodeMetricsCollector()
+        err = exc_type("control")
+
+        @metered("n", collector=c)
+        def node():
+            raise err
+
+        with pytest.raises(exc_type) as info:
+            node()
+        assert err is info.value
+        assert info.value.__context__ is None
+        assert expected == outcome(c, "n")
 
     def test_keeps_metadata(self):
         """Name, doc, __wrapped__ and signature are the function's."""
@@ -200,6 +236,24 @@ class TestMeteredAsync:
             await fetch()
         assert err is info.value
         assert 1 == c.get_node_metrics("fetch").timeout_errors
+
+    @pytest.mark.parametrize(
+        ("exc_type", "expected"), [(GraphInterrupt, (0, 0, 1, 0)), (ParentCommand, (1, 0, 0, 0))]
+    )
+    async def test_control_flow(self, exc_type, expected):
+        """An async node: GraphInterrupt is an interruption, ParentCommand a success."""
+        c = NodeMetricsCollector()
+        err = exc_type("control")
+
+        @metered("n", collector=c)
+        async def node():
+            await asyncio.sleep(0)
+            raise err
+
+        with pytest.raises(exc_type) as info:
+            await node()
+        assert err is info.value
+        assert expected == outcome(c, "n")
 
     async def test_cancellation(self):
         """A cancelled async node counts as a cancellation."""

@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nodemetrics import NodeMetrics
-from nodemetrics._collector import _Node
+from nodemetrics._histogram import DEFAULT_BUCKETS_MS
+from nodemetrics._node import _Node
 
 
 COUNTS = [
@@ -23,6 +24,7 @@ COUNTS = [
     "network_errors",
     "other_errors",
     "cancelled_count",
+    "interrupted_count",
 ]
 OPTIONAL_DURATIONS = ["last_execution_ms", "p50", "p90", "p99"]
 
@@ -54,6 +56,7 @@ class TestNodeMetrics:
             "network_errors",
             "other_errors",
             "cancelled_count",
+            "interrupted_count",
         ] == [a.name for a in attrs.fields(NodeMetrics)]
 
     def test_empty_default(self):
@@ -155,9 +158,9 @@ class TestUnvalidatedSnapshot:
         st.fixed_dictionaries(
             {
                 "success": counts,
-                "failure": counts,
                 "retries": counts,
                 "cancelled": counts,
+                "interrupted": counts,
                 "errors": st.lists(counts, min_size=4, max_size=4),
                 "total_ms": st.floats(0.0, 1e15),
             }
@@ -166,14 +169,14 @@ class TestUnvalidatedSnapshot:
     )
     def test_same_as_validated(self, state, samples):
         """The collector's unvalidated snapshot is exactly the validated NodeMetrics."""
-        node = _Node(5, count_failures=False)
+        node = _Node(5, count_failures=False, bounds=DEFAULT_BUCKETS_MS)
         for name, value in state.items():
             setattr(node, name, value)
         node.last = samples[-1] if samples else None
         for value in samples:
             node.window.add(value, False)
         p50, p90, p99 = node.window.percentiles(50, 90, 99)
-        executions = node.success + node.failure
+        executions = node.success + sum(node.errors)
         errors = node.errors
 
         fast = node.snapshot()
@@ -182,7 +185,7 @@ class TestUnvalidatedSnapshot:
         validated = NodeMetrics(
             total_executions=executions,
             success_count=node.success,
-            failure_count=node.failure,
+            failure_count=sum(node.errors),
             retry_count=node.retries,
             last_execution_ms=node.last,
             avg_execution_ms=node.total_ms / executions if executions else 0.0,
@@ -194,6 +197,7 @@ class TestUnvalidatedSnapshot:
             network_errors=errors[2],
             other_errors=errors[3],
             cancelled_count=node.cancelled,
+            interrupted_count=node.interrupted,
         )
         assert validated == fast
         assert hash(validated) == hash(fast)

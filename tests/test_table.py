@@ -13,6 +13,8 @@ def populated() -> NodeMetricsCollector:
     c.record_failure("parse", 12.5, ValueError())
     c.record_retry("fetch")
     c.record_cancellation("parse")
+    c.record_interruption("parse")
+    c.record_interruption("parse")
     c.record_retry("only-retries")
     return c
 
@@ -24,7 +26,7 @@ class TestFormatTable:
         lines = table.splitlines()
         assert lines[0].split() == [
             "node", "runs", "ok", "fail", "tmo", "val", "net", "oth",
-            "retry", "canc", "p50", "ms", "p90", "ms", "p99", "ms", "fail%",
+            "retry", "canc", "intr", "p50", "ms", "p90", "ms", "p99", "ms", "fail%",
         ]  # fmt: skip
         assert ["fetch", "only-retries", "parse"] == [line.split()[0] for line in lines[2:]]
         assert 1 == len({len(line) for line in lines[:2]})
@@ -45,15 +47,29 @@ class TestFormatTable:
             "0",
             "1",
             "0",
+            "0",
             "3.000",
             "4.600",
             "4.960",
             "20.0%",
         ] == (rows["fetch"])
-        assert ["1", "0", "1", "0", "1", "0", "0", "0", "1", "12.5", "12.5", "12.5", "100.0%"] == (
-            rows["parse"]
-        )
-        assert ["0", "0", "0", "0", "0", "0", "0", "1", "0", "-", "-", "-", "-"] == rows[
+        assert [
+            "1",
+            "0",
+            "1",
+            "0",
+            "1",
+            "0",
+            "0",
+            "0",
+            "1",
+            "2",
+            "12.5",
+            "12.5",
+            "12.5",
+            "100.0%",
+        ] == (rows["parse"])
+        assert ["0", "0", "0", "0", "0", "0", "0", "1", "0", "0", "-", "-", "-", "-"] == rows[
             "only-retries"
         ]
 

@@ -12,6 +12,19 @@ class Boom(Exception):
     pass
 
 
+# LangGraph's control-flow exceptions, rebuilt by name (the core never imports langgraph).
+class GraphBubbleUp(Exception):
+    pass
+
+
+class GraphInterrupt(GraphBubbleUp):
+    pass
+
+
+class ParentCommand(GraphBubbleUp):
+    pass
+
+
 def raise_boom():
     raise Boom("deep")
 
@@ -56,6 +69,32 @@ class TestTrackSync:
         m = c.get_node_metrics("n")
         assert (0, 0, 1) == (m.total_executions, m.failure_count, m.cancelled_count)
 
+    def test_graph_interrupt_is_an_interruption(self):
+        """GraphInterrupt propagates unchanged and counts as an interruption only."""
+        c = NodeMetricsCollector()
+        err = GraphInterrupt("approve?")
+        with pytest.raises(GraphInterrupt) as info, c.track("n"):
+            raise err
+        assert err is info.value
+        m = c.get_node_metrics("n")
+        assert (0, 0, 1, 0) == (
+            m.total_executions,
+            m.failure_count,
+            m.interrupted_count,
+            m.cancelled_count,
+        )
+
+    def test_parent_command_is_a_success(self):
+        """Another GraphBubbleUp (ParentCommand) propagates unchanged and counts as a success."""
+        c = NodeMetricsCollector()
+        err = ParentCommand("to the parent")
+        with pytest.raises(ParentCommand) as info, c.track("n"):
+            raise err
+        assert err is info.value
+        m = c.get_node_metrics("n")
+        assert (1, 1, 0) == (m.total_executions, m.success_count, m.failure_count)
+        assert m.last_execution_ms is not None
+
     def test_fresh_tracker_each_time(self):
         """track() returns a new tracker per use, so nesting and reuse are safe."""
         c = NodeMetricsCollector()
@@ -95,6 +134,23 @@ class TestTrackAsync:
                 raise err
         assert err is info.value
         assert 1 == c.get_node_metrics("n").network_errors
+
+    async def test_control_flow(self):
+        """async with: GraphInterrupt is an interruption, ParentCommand a success."""
+        c = NodeMetricsCollector()
+        with pytest.raises(GraphInterrupt):
+            async with c.track("n"):
+                raise GraphInterrupt
+        with pytest.raises(ParentCommand):
+            async with c.track("n"):
+                raise ParentCommand
+        m = c.get_node_metrics("n")
+        assert (1, 1, 0, 1) == (
+            m.total_executions,
+            m.success_count,
+            m.failure_count,
+            m.interrupted_count,
+        )
 
     async def test_cancelled(self):
         """A cancelled task counts as a cancellation, not a failure."""

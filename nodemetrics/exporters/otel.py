@@ -36,8 +36,8 @@ class OpenTelemetryExporter:
       and ``outcome`` (``success`` or ``failure``);
     - ``nodemetrics.node.failures``: ObservableCounter, ``node`` and
       ``error.type`` (the category);
-    - ``nodemetrics.node.retries``, ``nodemetrics.node.cancellations``:
-      ObservableCounters, ``node``;
+    - ``nodemetrics.node.retries``, ``nodemetrics.node.cancellations``,
+      ``nodemetrics.node.interruptions``: ObservableCounters, ``node``;
     - ``nodemetrics.node.duration``: ObservableGauge in seconds, ``node``
       and ``quantile`` (``"0.5"``, ``"0.9"``, ``"0.99"``), over the rolling
       window.
@@ -106,6 +106,10 @@ def _cancellations(node: str, m: NodeMetrics) -> Iterable[Observation]:
     yield Observation(m.cancelled_count, {"node": node})
 
 
+def _interruptions(node: str, m: NodeMetrics) -> Iterable[Observation]:
+    yield Observation(m.interrupted_count, {"node": node})
+
+
 def _durations(node: str, m: NodeMetrics) -> Iterable[Observation]:
     for quantile, field in QUANTILE_FIELDS:
         value = getattr(m, field)
@@ -123,4 +127,5 @@ _COUNTERS = (
     ("nodemetrics.node.failures", _failures, "{execution}", "Failed executions, by category."),
     ("nodemetrics.node.retries", _retries, "{retry}", "Retries of a node."),
     ("nodemetrics.node.cancellations", _cancellations, "{execution}", "Cancelled executions."),
+    ("nodemetrics.node.interruptions", _interruptions, "{execution}", "Paused executions."),
 )

@@ -60,9 +60,10 @@ class MultiProcessSync:
 
     The metrics are ``<ns>_node_executions_total{node, outcome}``,
     ``<ns>_node_failures_total{node, category}``,
-    ``<ns>_node_retries_total{node}``, ``<ns>_node_cancellations_total{node}``
-    and the histogram ``<ns>_node_duration_seconds{node, le}``: the same
-    names, labels and buckets as
+    ``<ns>_node_retries_total{node}``, ``<ns>_node_cancellations_total{node}``,
+    ``<ns>_node_interruptions_total{node}`` and the histogram
+    ``<ns>_node_duration_seconds{node, le}``: the same names, labels and
+    buckets as
     :class:`~nodemetrics.exporters.prometheus.PrometheusExporter`'s. The
     window's quantiles and the last duration belong to one process and are
     not mirrored.
@@ -111,6 +112,12 @@ class MultiProcessSync:
         self._retries = Counter(f"{p}retries", "Retries of a node.", ["node"], registry=registry)
         self._cancellations = Counter(
             f"{p}cancellations", "Cancelled executions of a node.", ["node"], registry=registry
+        )
+        self._interruptions = Counter(
+            f"{p}interruptions",
+            "Executions of a node that paused (interrupted).",
+            ["node"],
+            registry=registry,
         )
         self._duration = Histogram(
             f"{p}duration_seconds",
@@ -164,6 +171,7 @@ class MultiProcessSync:
                 m.other_errors,
                 m.retry_count,
                 m.cancelled_count,
+                m.interrupted_count,
                 *h.counts,
             )
             state[node] = (counts, h.sum_ms)
@@ -201,6 +209,7 @@ class MultiProcessSync:
             *(self._failures.labels(node, category).inc for category in _CATEGORIES),
             self._retries.labels(node).inc,
             self._cancellations.labels(node).inc,
+            self._interruptions.labels(node).inc,
             *(bucket.inc for bucket in histogram._buckets),  # noqa: SLF001
             histogram._sum.inc,  # noqa: SLF001
         )

@@ -46,6 +46,8 @@ class TestOpenTelemetryExporter:
         c.record_failure("fetch", 40.0, TimeoutError())
         c.record_retry("fetch")
         c.record_cancellation("fetch")
+        c.record_interruption("fetch")
+        c.record_interruption("fetch")
         m = c.get_node_metrics("fetch")
         data = read(reader)
 
@@ -61,6 +63,7 @@ class TestOpenTelemetryExporter:
         } == data["nodemetrics.node.failures"]
         assert {attrs(node="fetch"): 1} == data["nodemetrics.node.retries"]
         assert {attrs(node="fetch"): 1} == data["nodemetrics.node.cancellations"]
+        assert {attrs(node="fetch"): 2} == data["nodemetrics.node.interruptions"]
         assert m.p50 is not None
         assert m.p90 is not None
         assert m.p99 is not None
@@ -80,7 +83,7 @@ class TestOpenTelemetryExporter:
             for sm in rm.scope_metrics
             for m in sm.metrics
         }
-        for name in ["executions", "failures", "retries", "cancellations"]:
+        for name in ["executions", "failures", "retries", "cancellations", "interruptions"]:
             data = metrics[f"nodemetrics.node.{name}"].data
             assert data.is_monotonic
             assert "Sum" == type(data).__name__

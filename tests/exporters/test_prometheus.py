@@ -20,6 +20,8 @@ def populated() -> NodeMetricsCollector:
     c.record_retry("fetch")
     c.record_retry("fetch")
     c.record_cancellation("fetch")
+    c.record_interruption("fetch")
+    c.record_interruption("fetch")
     c.record_success('we"ird\\name\nnode', 5.0)
     c.record_retry("only-retried")
     return c
@@ -71,6 +73,7 @@ class TestExposition:
         assert 0.0 == s[key(f"{p}failures_total", node="fetch", category="other")]
         assert 2.0 == s[key(f"{p}retries_total", node="fetch")]
         assert 1.0 == s[key(f"{p}cancellations_total", node="fetch")]
+        assert 2.0 == s[key(f"{p}interruptions_total", node="fetch")]
         m = c.get_node_metrics("fetch")
         for quantile, value in [("0.5", m.p50), ("0.9", m.p90), ("0.99", m.p99)]:
             assert value is not None
@@ -138,6 +141,7 @@ class TestExposition:
             "nodemetrics_node_failures",
             "nodemetrics_node_retries",
             "nodemetrics_node_cancellations",
+            "nodemetrics_node_interruptions",
             "nodemetrics_node_duration_seconds",
             "nodemetrics_node_window_duration_seconds",
             "nodemetrics_node_last_duration_seconds",

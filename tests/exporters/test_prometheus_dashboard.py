@@ -44,7 +44,7 @@ def test_dashboard_is_importable():
 
 @pytest.fixture
 def app():
-    """A small app: two nodes executing, failing in every category, retried and cancelled."""
+    """A small app: two nodes executing, failing in every category, retried, cancelled, paused."""
     c = NodeMetricsCollector()
     registry = CollectorRegistry()
     registry.register(PrometheusExporter(c))
@@ -61,6 +61,7 @@ def app():
                 c.record_failure(node, float(i % 50), category=category)
                 c.record_retry(node)
                 c.record_cancellation(node)
+                c.record_interruption(node)
 
     worker = threading.Thread(target=run)
     worker.start()

@@ -51,6 +51,8 @@ class TestMirror:
         c.record_failure("n", 5.0, TimeoutError())
         c.record_retry("n")
         c.record_cancellation("n")
+        c.record_interruption("n")
+        c.record_interruption("n")
         sync.sync()
         s = samples(registry)
         p = "nodemetrics_node_"
@@ -60,6 +62,7 @@ class TestMirror:
         assert 0 == s[key(f"{p}failures_total", node="n", category="other")]
         assert 1 == s[key(f"{p}retries_total", node="n")]
         assert 1 == s[key(f"{p}cancellations_total", node="n")]
+        assert 2 == s[key(f"{p}interruptions_total", node="n")]
         assert 1 == s[key(f"{p}duration_seconds_bucket", node="n", le="0.001")]
         assert 3 == s[key(f"{p}duration_seconds_bucket", node="n", le="0.01")]
         assert 4 == s[key(f"{p}duration_seconds_bucket", node="n", le="+Inf")]

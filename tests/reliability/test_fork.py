@@ -94,7 +94,7 @@ class TestFork:
         c.record_success("n", 1.0)
         m = c.get_node_metrics("n")
         assert (2, 0) == (m.total_executions, m.failure_count)
-        assert not c._lock.locked()
+        assert not c._guard.lock._is_owned()
 
     def test_child_gets_a_fresh_lock(self):
         """A lock held at fork time (by a thread that does not exist in the child) is replaced."""

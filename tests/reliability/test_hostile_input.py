@@ -66,6 +66,7 @@ CALLS = {
     "record_failure": {"node": "n", "duration_ms": 1.0, "error": None, "category": None},
     "record_retry": {"node": "n", "attempt_number": None},
     "record_cancellation": {"node": "n"},
+    "record_interruption": {"node": "n"},
     "get_node_metrics": {"node": "n"},
     "reset_node_metrics": {"node": "n"},
     "track": {"node": "n"},

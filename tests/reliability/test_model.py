@@ -20,8 +20,8 @@ from loguru import logger
 from nodemetrics import (
     ErrorCategory,
     NodeMetricsCollector,
-    _collector,
     _instrument,
+    _tracker,
     classify_error,
     metered,
 )
@@ -62,6 +62,7 @@ class ModelNode:
         self.failures: dict[str, int] = {c.value: 0 for c in ErrorCategory}
         self.retries = 0
         self.cancelled = 0
+        self.interrupted = 0
         self.durations: list[float] = []
         self.window: deque[float] = deque(maxlen=window_size)
 
@@ -112,7 +113,7 @@ class CollectorMachine(RuleBasedStateMachine):
 
     @rule(node=NODES, elapsed_ns=ELAPSED)
     def tracked(self, node, elapsed_ns):
-        with fake_clock(_collector, elapsed_ns):
+        with fake_clock(_tracker, elapsed_ns):
             for _ in elapsed_ns:
                 with self.collector.track(node):
                     pass
@@ -158,6 +159,11 @@ class CollectorMachine(RuleBasedStateMachine):
         self.node(node).cancelled += 1
 
     @rule(node=NODES)
+    def interrupt(self, node):
+        self.collector.record_interruption(node)
+        self.node(node).interrupted += 1
+
+    @rule(node=NODES)
     def reset_one(self, node):
         self.collector.reset_node_metrics(node)
         self.model.pop(node, None)
@@ -189,6 +195,7 @@ class CollectorMachine(RuleBasedStateMachine):
         assert failures == s.failure_count
         assert m.retries == s.retry_count
         assert m.cancelled == s.cancelled_count
+        assert m.interrupted == s.interrupted_count
         assert [
             m.failures["timeout"],
             m.failures["validation"],

@@ -47,7 +47,7 @@ class _Recorder:
         self.cycle = self
 
     def __del__(self):
-        _Recorder.under_lock.append(self.c._lock.locked())
+        _Recorder.under_lock.append(self.c._guard.lock._is_owned())
         self.c.record_success("from-del", 1.0)
 
 
@@ -69,14 +69,14 @@ def test_recording_from_finalizers_and_gc_callbacks(gc_on_every_allocation):
     collections = []
 
     def on_finalize():
-        finalized.append(c._lock.locked())
+        finalized.append(c._guard.lock._is_owned())
         c.record_success("from-finalize", 1.0)
 
     def on_gc(phase, info):
         # What deadlocked prometheus_client: a metric updated from a GC
         # callback while the interrupted code held the metric's lock.
         if phase == "stop":
-            collections.append(c._lock.locked())
+            collections.append(c._guard.lock._is_owned())
             c.record_success("from-gc", 1.0)
 
     class Holder:
@@ -115,7 +115,7 @@ def test_recording_from_a_signal_handler():
     handled = []
 
     def handler(signum, frame):
-        handled.append(c._lock.locked())
+        handled.append(c._guard.lock._is_owned())
         c.record_success("from-signal", 2.0)
         c.record_retry("main")
 

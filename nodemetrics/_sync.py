@@ -1,0 +1,201 @@
+"""
+The concurrency protocol: who takes which lock, and what happens when they can't.
+
+Everything here exists so that a collector can be called from anywhere (many
+threads, asyncio tasks, signal handlers, finalizers, ``gc.callbacks``, either
+side of ``os.fork()``) and never hang, never leave its state broken, and never
+tell a torn story.
+
+**One lock per collector.** Each collector has a :class:`Guard`, whose
+``lock`` is a :class:`threading.RLock` guarding all of the collector's node
+state but the nodes' batches (below). It is only ever taken with ``with
+guard.lock:``: the interpreter releases a lock taken by ``with`` whatever
+exception arrives after the acquire returned (a ``KeyboardInterrupt``, an
+exception raised by a signal handler at any bytecode), so no exception can
+leave it held. Nothing inside runs user code: classifiers run before it is
+taken, and threshold callbacks and log messages are collected under it and
+run after it is released (:func:`fire`). So a holder always lets go within
+microseconds, and a thread that finds the lock taken by another thread
+simply waits for it.
+
+**Re-entry from the same thread never waits.** A signal handler, a
+finalizer or a GC callback can run in the middle of a collector call, in the
+thread that holds the lock. Every entry point first asks
+``guard.owned()``, that is ``lock._is_owned()`` (true only for the thread that holds it, so no other
+thread can change the answer). If it holds it already:
+
+- a recording (or a reset) is appended to ``guard.pending`` and the call
+  returns at once; the interrupted call applies the queue, in order, before
+  it lets go, and otherwise the next call that takes the lock applies it
+  first (reads always do);
+- a read reads without touching what the interrupted call is changing: every
+  node as it is, except ``guard.current``, the node that call was changing,
+  which is read as it was last read (the snapshot that was current before,
+  or the empty one if it was never read). Such a read never applies the
+  queue and never adds or removes nodes.
+
+**A call cut short leaves nothing broken.** A call sets ``guard.current`` to
+the node it is about to change and clears it once the change is complete.
+An exception that lands in between leaves it set; the next call that takes
+the lock finds it and repairs that node (:meth:`_Node.repair`: the counts
+made to agree, the window re-checked and re-sorted) before anything else,
+so every snapshot keeps its invariants and no later call raises. What was
+being applied when the exception landed (the interrupted call's own
+recording, or the batch of timed successes it was folding) may be lost.
+
+**Timed successes take no lock.** ``track()`` and ``@metered`` append a
+success to its node's batch (one ``list.append``, atomic under the GIL) and
+fold it in under the lock 32 at a time, or whenever anything else reads or
+changes the node. They do so only while ``guard.hold`` is false. A read sets
+``hold`` while it takes its snapshots, and a queued re-entrant recording sets
+it until the queue is applied: then timed successes take the lock like any
+other recording, so that a read of several nodes sees one instant (no
+success of a thread is in it while an earlier one of the same thread is
+not) and a queued recording is never overtaken by a later one of its thread.
+A ``hold`` left set by an interrupted call only makes timed successes slower
+until the next read clears it.
+
+**Fork.** Before ``os.fork()``, :func:`_before_fork` takes the registry lock
+(so that no collector is created meanwhile) and then every live collector's
+lock, waiting at most a second for each (only a holder in the forking thread
+itself, such as ``fork()`` from a finalizer, could keep one). So the child
+inherits no node caught mid-change; the child replaces every lock with a new
+one, and the parent releases them. The registry is a plain set of weak
+references, copied with ``set.copy()``, which no other thread can interrupt.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from ._log import log
+
+
+#: What a call collected under the lock, to run after it is released:
+#: callbacks with their arguments.
+Events = list[tuple[Callable[..., object], tuple[Any, ...]]]
+
+
+class Guard:
+    """The lock of one collector and the protocol's bookkeeping around it."""
+
+    __slots__ = ("__weakref__", "current", "hold", "lock", "owned", "pending")
+
+    def __init__(self) -> None:
+        self.lock: threading.RLock
+        #: ``lock._is_owned()``: whether this very thread holds the lock.
+        self.owned: Callable[[], bool]
+        self.renew()
+        #: Recordings and resets made while this thread held the lock, in order.
+        self.pending: deque[tuple[str | None, float, int]] = deque()
+        #: While true, timed successes take the lock instead of their batch.
+        self.hold = False
+        #: The node a call is changing; left set only by a call cut short.
+        self.current: Any = None
+        register(self)
+
+    def renew(self) -> None:
+        """Take a new, free lock (at creation, and in a child after ``fork()``)."""
+        lock = self.lock = threading.RLock()
+        # Private to threading, but there since Python 3.2 (Condition uses it)
+        # and the one question that tells a re-entrant call from a waiting one.
+        self.owned = lock._is_owned  # type: ignore[attr-defined]  # noqa: SLF001
+
+    def defer(self, item: tuple[str | None, float, int]) -> None:
+        """Queue *item* for the call that holds the lock in this thread."""
+        self.pending.append(item)
+        self.hold = True
+
+
+def fire(events: Events) -> None:
+    """
+    Run threshold callbacks and log messages collected under the lock.
+
+    An :class:`Exception` from one is logged and the rest still run. Any other
+    :class:`BaseException` (``KeyboardInterrupt``, ``SystemExit``, ...) is
+    never swallowed: the rest still run, then the first such is re-raised.
+    """
+    stop: BaseException | None = None
+    for callback, args in events:
+        try:
+            callback(*args)
+        except Exception:  # noqa: BLE001, PERF203 -- a callback must never reach the node
+            log(
+                "ERROR",
+                "nodemetrics.callback_failed: {callback!r} raised",
+                exception=True,
+                callback=callback,
+            )
+        except BaseException as exc:  # noqa: BLE001 -- re-raised below, after the others ran
+            if stop is None:
+                stop = exc
+    if stop is not None:
+        raise stop
+
+
+# -- the registry and fork ------------------------------------------------------
+
+_LIVE: set[weakref.ref[Guard]] = set()
+#: Taken to add to the registry, to create the default collector, and for fork.
+REGISTRY_LOCK = threading.RLock()
+_HELD_FOR_FORK: list[Any] = []
+# A thread holding a collector's lock releases it within microseconds; the
+# bound only matters if fork() is called from code that interrupted the
+# holder in its own thread.
+_FORK_WAIT_S = 1.0
+
+
+def register(guard: Guard) -> None:
+    """Make *guard* known to the fork hooks for as long as it lives."""
+    with REGISTRY_LOCK:
+        _LIVE.add(weakref.ref(guard, _LIVE.discard))
+
+
+def live_guards() -> list[Guard]:
+    """Every live collector's guard, copied in one step no thread can interrupt."""
+    return [guard for guard in (ref() for ref in _LIVE.copy()) if guard is not None]
+
+
+def _before_fork() -> None:
+    held = _HELD_FOR_FORK
+    # Listed before acquired: after_in_parent releases what it can and
+    # ignores a lock that an exception kept from being taken.
+    held.append(REGISTRY_LOCK)
+    REGISTRY_LOCK.acquire()
+    for guard in live_guards():
+        lock = guard.lock
+        held.append(lock)
+        if not lock.acquire(timeout=_FORK_WAIT_S):
+            held.pop()
+
+
+def _after_fork_in_parent() -> None:
+    held = _HELD_FOR_FORK[:]
+    _HELD_FOR_FORK.clear()
+    for lock in reversed(held):
+        try:
+            lock.release()
+        except RuntimeError:  # noqa: PERF203 -- at most a few locks, once per fork
+            # Not held after all: an exception cut _before_fork short.
+            continue
+
+
+def _after_fork_in_child() -> None:
+    global REGISTRY_LOCK  # noqa: PLW0603 -- the child's own, fresh lock
+    _HELD_FOR_FORK.clear()
+    REGISTRY_LOCK = threading.RLock()
+    for guard in live_guards():
+        guard.renew()
+
+
+os.register_at_fork(
+    before=_before_fork,
+    after_in_parent=_after_fork_in_parent,
+    after_in_child=_after_fork_in_child,
+)

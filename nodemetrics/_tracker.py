@@ -1,0 +1,151 @@
+"""
+The timed path: :class:`Tracker` (``collector.track()``) and the success path of ``@metered``.
+
+Every instrumented call ends here, so it is written for speed: a timed
+success is appended to its node's batch, which needs no lock, whenever the
+node exists, no threshold is watched and the collector's guard does not ask
+for the lock (``_sync`` says when it does).
+"""
+
+from __future__ import annotations
+
+from time import perf_counter_ns
+from types import TracebackType
+from typing import TYPE_CHECKING, final
+
+from ._control import INTERRUPTION, control_flow_kind
+from ._log import log_record_failed
+
+
+if TYPE_CHECKING:
+    from ._collector import NodeMetricsCollector
+    from ._node import _Node
+
+
+# A batch is folded into its node once it holds this many successes (or
+# sooner, when anything reads or records to the node another way). Folding
+# 32 costs about what 4 record_success() calls do; a batch holds at most
+# about 1 KB while it waits.
+BATCH = 32
+
+
+def fold_batch(collector: NodeMetricsCollector, state: _Node) -> None:
+    """Fold *state*'s batch into it, under the lock (see ``_sync``)."""
+    guard = collector._guard
+    lock = guard.lock
+    if guard.owned():
+        # This thread is inside the collector already (a signal handler or
+        # finalizer timed a block): the batch waits for the next fold.
+        return
+    with lock:
+        events = collector._settle() if guard.current is not None or guard.pending else None
+        guard.current = state
+        state.fold()
+        guard.current = None
+    if events:
+        collector._fire(events)
+
+
+def record_timed(collector: NodeMetricsCollector, node: str, elapsed_ms: float) -> None:
+    """
+    Record a success timed by :func:`metered` (see :meth:`Tracker.__exit__`).
+
+    *node* is already checked and *elapsed_ms* is a float >= 0.
+    """
+    state = collector._nodes.get(node)
+    if state is None or collector._watching or collector._guard.hold:
+        collector.record_success(node, elapsed_ms)
+        return
+    batch = state.batch
+    batch.append(elapsed_ms)
+    if len(batch) >= BATCH:
+        fold_batch(collector, state)
+
+
+_new = object.__new__
+
+
+def new_tracker(collector: NodeMetricsCollector, node: str) -> Tracker:
+    """Return a fresh :class:`Tracker` for *node*, which is already checked."""
+    tracker = _new(Tracker)
+    tracker._collector = collector
+    tracker._node = node
+    return tracker
+
+
+@final
+class Tracker:
+    """
+    Times one execution of a node, as ``with`` or ``async with``.
+
+    Made only by :meth:`NodeMetricsCollector.track`, fresh for each use. The
+    block is timed with :func:`time.perf_counter_ns`; on exit it records a
+    success, a classified failure (for an :class:`Exception`) or a
+    cancellation (for any other :class:`BaseException`), with LangGraph's
+    control flow recognised as :meth:`NodeMetricsCollector.track` says. The
+    exception itself
+    always propagates unchanged: the tracker never suppresses, replaces or
+    adds to it, and anything that goes wrong while recording is logged, not
+    raised (but a ``KeyboardInterrupt`` or ``SystemExit`` raised by a
+    classifier or threshold callback, which propagates once the execution is
+    counted).
+    """
+
+    __slots__ = ("_collector", "_node", "_start")
+
+    # Set by new_tracker(), which skips __init__: calling it costs a tenth of
+    # a tracked block.
+    _collector: NodeMetricsCollector
+    _node: str
+    _start: int
+
+    def __repr__(self) -> str:
+        return f"<Tracker(node={self._node!r})>"
+
+    def __enter__(self) -> Tracker:
+        self._start = perf_counter_ns()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        elapsed_ms = (perf_counter_ns() - self._start) / 1e6
+        collector = self._collector
+        node = self._node
+        try:
+            if exc is None:
+                # record_timed(), written out: every tracked block pays this.
+                state = collector._nodes.get(node)
+                if state is None or collector._watching or collector._guard.hold:
+                    collector.record_success(node, elapsed_ms)
+                else:
+                    batch = state.batch
+                    batch.append(elapsed_ms)
+                    if len(batch) >= BATCH:
+                        fold_batch(collector, state)
+            elif isinstance(exc, Exception):
+                kind = control_flow_kind(exc)
+                if kind is None:
+                    collector.record_failure(node, elapsed_ms, exc)
+                elif kind is INTERRUPTION:
+                    collector.record_interruption(node)
+                else:
+                    collector.record_success(node, elapsed_ms)
+            else:
+                collector.record_cancellation(node)
+        except Exception:  # noqa: BLE001 -- recording must never break the node
+            log_record_failed(node)
+
+    async def __aenter__(self) -> Tracker:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)

@@ -1,0 +1,362 @@
+"""
+Issue 10, items 1-2: no exception, wherever it lands, leaves the collector locked or broken.
+
+A signal handler that raises (as Ctrl+C's does) can interrupt a collector call
+at any bytecode. These tests raise inside every public call, thousands of
+times, with real signals and with a trace function that raises at each
+opcode in turn, and check after each round that another thread can still
+read at once, that every snapshot keeps its invariants, and that the next
+call does not raise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dis
+import random
+import signal
+import sys
+import textwrap
+import threading
+import time
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import nodemetrics
+
+from nodemetrics import NodeMetricsCollector, metered
+from nodemetrics.exporters.prometheus import PrometheusExporter
+
+
+PACKAGE = str(Path(nodemetrics.__file__).parent)
+
+pytestmark = pytest.mark.skipif(
+    not hasattr(signal, "setitimer"), reason="needs signal.setitimer (POSIX)"
+)
+
+
+class Interrupt(BaseException):
+    """What the signal handler raises: a BaseException, like KeyboardInterrupt."""
+
+
+def _drive(coroutine) -> None:
+    # The async nodes here never suspend: one send() runs them to the end.
+    try:
+        coroutine.send(None)
+    except StopIteration:
+        return
+    raise AssertionError("the node suspended")
+
+
+def every_call(c: NodeMetricsCollector) -> list[tuple[str, Callable[[], object]]]:
+    """One closure per public call of *c*, each doing one small thing."""
+
+    @metered("metered", collector=c)
+    def sync_node() -> int:
+        return 1
+
+    @metered("metered_fails", collector=c)
+    def failing_node() -> None:
+        raise ValueError
+
+    @metered("metered_async", collector=c)
+    async def async_node() -> int:
+        return 1
+
+    def track() -> None:
+        with c.track("track"):
+            pass
+
+    def track_fails() -> None:
+        try:
+            with c.track("track"):
+                raise TimeoutError  # noqa: TRY301 -- the block under test raises
+        except TimeoutError:
+            pass
+
+    async def atrack() -> None:
+        async with c.track("atrack"):
+            pass
+
+    def metered_fails() -> None:
+        with contextlib.suppress(ValueError):
+            failing_node()
+
+    exporter = PrometheusExporter(c)
+    rng = random.Random(7)  # noqa: S311 -- reproducible test data
+    return [
+        ("record_success", lambda: c.record_success("rec", rng.random())),
+        ("record_failure", lambda: c.record_failure("rec", 2.0, TimeoutError())),
+        ("record_retry", lambda: c.record_retry("rec", 1)),
+        ("record_cancellation", lambda: c.record_cancellation("rec")),
+        ("track", track),
+        ("track failure", track_fails),
+        ("async track", lambda: _drive(atrack())),
+        ("metered", sync_node),
+        ("metered failure", metered_fails),
+        ("async metered", lambda: _drive(async_node())),
+        ("get_node_metrics", lambda: c.get_node_metrics("track")),
+        ("get_all_node_metrics", c.get_all_node_metrics),
+        ("to_json", c.to_json),
+        ("prometheus collect", lambda: list(exporter.collect())),
+        ("reset one", lambda: c.reset_node_metrics("metered")),
+    ]
+
+
+def read_from_another_thread(c: NodeMetricsCollector, timeout: float = 5.0) -> dict[str, object]:
+    """Read *c* from a new thread; fail (not hang) if the lock was left held."""
+    got: list[dict[str, object]] = []
+    reader = threading.Thread(target=lambda: got.append(c.get_all_node_metrics()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    assert not reader.is_alive(), "a read from another thread blocked: the lock was left held"
+    return got[0]
+
+
+def assert_sound(c: NodeMetricsCollector, invariants) -> None:
+    snapshots = read_from_another_thread(c)
+    broken = {node: invariants(m) for node, m in snapshots.items() if invariants(m)}
+    assert {} == broken
+    # ...and the interrupted thread itself goes on without an error.
+    for _, call in every_call(c):
+        call()
+    assert not c._guard.owned()
+
+
+@pytest.fixture
+def unraisable(monkeypatch):
+    """Collect what Python could not raise (an Interrupt inside a finalizer) instead of
+    letting pytest turn it into an error: that is where the interrupt landed, not a bug."""
+    seen: list[object] = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+    return seen
+
+
+class TestSignals:
+    def test_raising_handler_across_every_call(self, invariants, unraisable):
+        """Thousands of raises from a SIGALRM handler inside every public call leave the
+        collector unlocked, consistent and usable, checked after each round."""
+        c = NodeMetricsCollector(window_size=50, max_nodes=None)
+        calls = [call for _, call in every_call(c)]
+        rng = random.Random(10)  # noqa: S311 -- reproducible test data
+        raised = 0
+        harness = TestSignals.test_raising_handler_across_every_call.__code__
+        keep_footing = {harness, assert_sound.__code__, read_from_another_thread.__code__}
+
+        def handler(signum, frame):
+            nonlocal raised
+            signal.setitimer(signal.ITIMER_REAL, rng.uniform(50e-6, 250e-6))
+            # Raise only inside nodemetrics: the harness must keep its footing.
+            while frame is not None and frame.f_code not in keep_footing:
+                if frame.f_code.co_filename.startswith(PACKAGE):
+                    raised += 1
+                    raise Interrupt
+                frame = frame.f_back
+
+        previous = signal.signal(signal.SIGALRM, handler)
+        deadline = time.monotonic() + 60
+        try:
+            for _round in range(20):
+                i = 0
+                signal.setitimer(signal.ITIMER_REAL, 100e-6)
+                while i < 3_000:
+                    # Not contextlib.suppress: its __exit__ is Python code a signal can land in.
+                    try:  # noqa: SIM105
+                        calls[i % len(calls)]()
+                    except Interrupt:
+                        pass
+                    i += 1
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                assert_sound(c, invariants)
+                if raised >= 3_000 or time.monotonic() > deadline:
+                    break
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        assert raised >= 500, f"only {raised} interrupts landed inside nodemetrics"
+
+
+# The handler reads the collector it interrupted. Run in a fresh interpreter
+# with a deadline: a deadlock here must be a failed test, not a hung run.
+READ_FROM_HANDLER = textwrap.dedent(
+    """
+    import json, random, signal, sys
+    from nodemetrics import NodeMetricsCollector, metered
+    sys.path.insert(0, {tests!r})
+    from conftest import broken_invariants
+
+    c = NodeMetricsCollector(window_size=64)
+    rng = random.Random(3)
+    inside = reads = 0
+    problems = []
+
+    def handler(signum, frame):
+        global inside, reads
+        signal.setitimer(signal.ITIMER_REAL, rng.uniform(50e-6, 250e-6))
+        inside += c._guard.owned()
+        for m in [c.get_node_metrics("n"), *c.get_all_node_metrics().values()]:
+            problems.extend(broken_invariants(m))
+        json.loads(c.to_json())
+        reads += 1
+
+    @metered("m", collector=c)
+    def node():
+        pass
+
+    signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, 100e-6)
+    i = 0
+    while inside < 200 and i < 5_000_000:
+        i += 1
+        c.record_success("n", rng.random())
+        c.record_failure("n", 1.0, TimeoutError())
+        node()
+        with c.track("t"):
+            pass
+        if i % 100 == 0:
+            c.get_all_node_metrics()
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    m = c.get_node_metrics("n")
+    assert m.total_executions == 2 * i, (m, i)
+    print(inside, reads, len(problems), problems[:3])
+    """
+)
+
+
+def test_reads_from_a_signal_handler_return_at_once(fresh_python):
+    """A handler that reads the collector its own thread is inside returns at once with
+    sound snapshots, hundreds of times, and loses no recording of the interrupted thread."""
+    tests = str(Path(__file__).parent.parent)
+    started = time.monotonic()
+    result = fresh_python(READ_FROM_HANDLER.format(tests=tests), timeout=30)
+    assert 0 == result.returncode, result.stderr[-2000:]
+    inside, reads, problems = result.stdout.split()[:3]
+    assert int(inside) >= 200
+    assert int(reads) >= int(inside)
+    assert "0" == problems, result.stdout
+    assert time.monotonic() - started < 30
+
+
+def _interruptible() -> Callable[[object], bool]:
+    """
+    Tell, at a trace function's "opcode" event, whether CPython could deliver an
+    asynchronous exception (a signal handler's, KeyboardInterrupt) just there.
+
+    Since 3.10 (bpo-29988) the interpreter runs signal handlers only when a call
+    returns, on a backward jump and on entering a function; so an exception
+    "between two bytecodes" can appear only before the first instruction of a
+    frame or one that follows a call or a backward jump. That is what lets a
+    ``with`` statement promise to call ``__exit__`` once ``__enter__`` returned.
+    """
+    previous: dict[int, str] = {}
+
+    def check(frame) -> bool:
+        code = frame.f_code.co_code
+        key = id(frame)
+        before = previous.get(key)
+        previous[key] = dis.opname[code[frame.f_lasti]]
+        return before is None or before.startswith(("CALL", "JUMP_BACKWARD", "JUMP_ABSOLUTE"))
+
+    return check
+
+
+class TestEveryOpcode:
+    """Raise at the k-th place inside a call where an asynchronous exception can land,
+    for every k: no lock is ever left held, and the collector stays sound and usable."""
+
+    @pytest.mark.parametrize("name", [name for name, _ in every_call(NodeMetricsCollector())])
+    def test_raise_at_each_opcode(self, name, invariants, unraisable):
+        def prepared() -> tuple[NodeMetricsCollector, Callable[[], object]]:
+            c = NodeMetricsCollector(
+                window_size=4,
+                max_nodes=None,
+                min_samples=1,
+                failure_rate_threshold=0.5,
+                on_failure_rate_threshold=lambda node, rate: None,
+            )
+            calls = dict(every_call(c))
+            for call in calls.values():  # every node exists, some batches are full
+                call()
+            c.record_success("track", 1.0)
+            return c, calls[name]
+
+        def count_opcodes(call) -> int:
+            seen = 0
+            interruptible = _interruptible()
+
+            def local(frame, event, arg):
+                nonlocal seen
+                if event == "opcode" and interruptible(frame):
+                    seen += 1
+                return local
+
+            def trace(frame, event, arg):
+                if frame.f_code.co_filename.startswith(PACKAGE):
+                    frame.f_trace_opcodes = True
+                    return local
+                return None
+
+            _with_trace(trace, call)
+            return seen
+
+        def every_k() -> None:
+            total = count_opcodes(prepared()[1])
+            assert total > 5
+            for k in range(1, total + 1):
+                c, call = prepared()
+                with contextlib.suppress(Interrupt):
+                    _raise_at(k, call)
+                assert not c._guard.owned(), f"lock left held after a raise at opcode {k}"
+                assert_sound(c, invariants)
+
+        # In a thread of its own: an exception a trace function raises inside an
+        # `except` block can leave CPython's record of the exception being handled
+        # behind (a tracing artefact no signal can cause), and a thread's ends with it.
+        failures: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                every_k()
+            except BaseException as exc:
+                failures.append(exc)
+
+        worker = threading.Thread(target=run)
+        worker.start()
+        worker.join(120)
+        assert not worker.is_alive()
+        if failures:
+            raise failures[0]
+
+
+def _raise_at(k: int, call) -> None:
+    """Run *call*, raising Interrupt at the k-th interruptible point inside nodemetrics."""
+    left = k
+    interruptible = _interruptible()
+
+    def local(frame, event, arg):
+        nonlocal left
+        if event == "opcode" and interruptible(frame):
+            left -= 1
+            if left == 0:
+                raise Interrupt
+        return local
+
+    def trace(frame, event, arg):
+        if left > 0 and frame.f_code.co_filename.startswith(PACKAGE):
+            frame.f_trace_opcodes = True
+            return local
+        return None
+
+    _with_trace(trace, call)
+
+
+def _with_trace(trace, call) -> None:
+    previous = sys.gettrace()
+    sys.settrace(trace)
+    try:
+        call()
+    finally:
+        sys.settrace(previous)

@@ -1,0 +1,68 @@
+"""
+Issue 10, items 3 and 4: recordings keep their order, and a read of all nodes is one instant.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+from nodemetrics import NodeMetricsCollector
+
+
+NODES = [f"n{i:02}" for i in range(40)]
+
+
+def test_timed_success_never_overtakes_a_queued_failure():
+    """A failure queued while this thread held the lock (a signal handler's) stays ahead
+    of the timed success that follows it: with window_size=1 the success is the latest."""
+    c = NodeMetricsCollector(window_size=1)
+    c.record_success("n", 1.0)  # the node exists: timed successes would batch
+    with c._guard.lock:  # what a signal handler interrupting a recording sees
+        c.record_failure("n", 50.0)
+        assert 1 == len(c._guard.pending)
+    with c.track("n"):
+        pass
+    m = c.get_node_metrics("n")
+    assert (3, 1) == (m.total_executions, m.failure_count)
+    assert m.last_execution_ms < 50.0
+    assert m.p50 == m.last_execution_ms  # the window holds the success, not the failure
+
+
+def test_reading_all_nodes_is_one_instant():
+    """A thread times n00..n39 in that order, over and over; no snapshot of all nodes shows
+    a later node ahead of an earlier one, nor more than one round apart."""
+    c = NodeMetricsCollector()
+    for node in NODES:  # every node exists, so timed successes batch
+        c.record_success(node, 1.0)
+    stop = threading.Event()
+
+    def time_in_order():
+        track = c.track
+        while not stop.is_set():
+            for node in NODES:
+                with track(node):
+                    pass
+
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    writer = threading.Thread(target=time_in_order)
+    writer.start()
+    torn = []
+    try:
+        deadline = time.monotonic() + 5
+        reads = 0
+        while reads < 3_000 and time.monotonic() < deadline:
+            snapshot = c.get_all_node_metrics()
+            counts = [snapshot[node].success_count for node in NODES]
+            if counts != sorted(counts, reverse=True) or counts[0] - counts[-1] > 1:
+                torn.append(counts)
+            reads += 1
+    finally:
+        stop.set()
+        writer.join(10)
+        sys.setswitchinterval(previous)
+    assert not writer.is_alive()
+    assert reads >= 100
+    assert [] == torn[:3]
