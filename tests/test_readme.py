@@ -15,6 +15,8 @@ import pytest
 ROOT = Path(__file__).parent.parent
 README = ROOT / "README.md"
 SKIP = re.compile(r"<!--\s*skip:\s*(.+?)\s*-->")
+# A block another test runs against a real server says so by name.
+TESTED = re.compile(r"<!--\s*test:\s*(.+?)\s*-->")
 
 
 def python_blocks(text: str) -> list[tuple[str, str, str | None]]:
@@ -37,9 +39,13 @@ def python_blocks(text: str) -> list[tuple[str, str, str | None]]:
         elif line.strip() == "```python":
             before = next((b for b in reversed(lines[:i]) if b.strip()), "")
             skip = SKIP.fullmatch(before.strip())
+            tested = TESTED.fullmatch(before.strip())
+            reason = skip.group(1) if skip else None
+            if tested:
+                reason = f"run against a real server by the test that looks for {tested.group(0)}"
             end = lines.index("```", i + 1)
             code = "\n".join(lines[i + 1 : end]) + "\n"
-            blocks.append((f"{heading}, line {i + 1}", code, skip.group(1) if skip else None))
+            blocks.append((f"{heading}, line {i + 1}", code, reason))
             i = end
         i += 1
     return blocks

@@ -1,35 +1,14 @@
 from __future__ import annotations
 
-import json
-import math
-import os
-import shutil
-import socket
-import subprocess
-import time
-import urllib.parse
-import urllib.request
+import threading
 
 import pytest
 
-from prometheus_client import CollectorRegistry, generate_latest, start_http_server
+from prometheus_client import CollectorRegistry, Histogram, generate_latest, start_http_server
 from prometheus_client.parser import text_string_to_metric_families
 
 from nodemetrics import NodeMetricsCollector
 from nodemetrics.exporters.prometheus import PrometheusExporter
-
-
-# .ci/run sets this, so that CI fails rather than skips without the binaries.
-REQUIRE = os.environ.get("NODEMETRICS_REQUIRE_PROMETHEUS") == "1"
-
-
-def binary(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        if REQUIRE:
-            pytest.fail(f"{name} is required (NODEMETRICS_REQUIRE_PROMETHEUS=1) but not on PATH")
-        pytest.skip(f"{name} is not installed (Debian package 'prometheus')")
-    return path
 
 
 def populated() -> NodeMetricsCollector:
@@ -61,6 +40,23 @@ def key(name: str, **labels: str) -> tuple[str, frozenset]:
     return (name, frozenset(labels.items()))
 
 
+def single(c: NodeMetricsCollector) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(PrometheusExporter(c))
+    return registry
+
+
+def les(registry: CollectorRegistry) -> list[str]:
+    """The le labels of the duration histogram's buckets, in order."""
+    text = generate_latest(registry).decode()
+    return [
+        s.labels["le"]
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "nodemetrics_node_duration_seconds_bucket"
+    ]
+
+
 class TestExposition:
     def test_values(self):
         """Every family, parsed back from the exposition, has the collector's values."""
@@ -83,11 +79,16 @@ class TestExposition:
             assert value is not None
             assert (
                 pytest.approx(value / 1000)
-                == s[key(f"{p}duration_seconds", node="fetch", quantile=quantile)]
+                == s[key(f"{p}window_duration_seconds", node="fetch", quantile=quantile)]
             )
-        assert 6.0 == s[key(f"{p}duration_seconds_count", node="fetch")]
-        assert pytest.approx(0.21) == s[key(f"{p}duration_seconds_sum", node="fetch")]
+        for family in ("duration_seconds", "window_duration_seconds"):
+            assert 6.0 == s[key(f"{p}{family}_count", node="fetch")]
+            assert pytest.approx(0.21) == s[key(f"{p}{family}_sum", node="fetch")]
         assert 0.06 == s[key(f"{p}last_duration_seconds", node="fetch")]
+        # 10, 20, 30, 40, 50 and 60 ms: cumulative le buckets in seconds.
+        expected = {"0.005": 0, "0.01": 1, "0.025": 2, "0.05": 5, "0.1": 6, "+Inf": 6}
+        for le, count in expected.items():
+            assert count == s[key(f"{p}duration_seconds_bucket", node="fetch", le=le)]
 
     def test_escaped_names(self):
         """Node names with quotes, backslashes and newlines come back intact."""
@@ -104,6 +105,11 @@ class TestExposition:
         s = samples(registry)
         assert 1.0 == s[key("nodemetrics_node_retries_total", node="only-retried")]
         assert 0.0 == s[key("nodemetrics_node_duration_seconds_count", node="only-retried")]
+        assert 0.0 == s[key("nodemetrics_node_window_duration_seconds_count", node="only-retried")]
+        assert (
+            0.0
+            == s[key("nodemetrics_node_duration_seconds_bucket", node="only-retried", le="+Inf")]
+        )
         assert not [k for k in s if ("node", "only-retried") in k[1] and "quantile" in dict(k[1])]
         assert key("nodemetrics_node_last_duration_seconds", node="only-retried") not in s
 
@@ -137,6 +143,7 @@ class TestExposition:
             "nodemetrics_node_cancellations",
             "nodemetrics_node_interruptions",
             "nodemetrics_node_duration_seconds",
+            "nodemetrics_node_window_duration_seconds",
             "nodemetrics_node_last_duration_seconds",
         ] == [m.name for m in exporter.describe()]
         registry = CollectorRegistry()
@@ -165,122 +172,136 @@ class TestExposition:
             PrometheusExporter(NodeMetricsCollector(), namespace="x")
         )
 
-    def test_promtool_accepts_it(self):
+    def test_le_is_written_as_prometheus_client_writes_it(self):
+        """The le labels are those of a prometheus_client Histogram with the same buckets."""
+        for buckets in [None, (1, 2.5, 10, 1e6), (0.001, 0.5, 123.456)]:
+            c = NodeMetricsCollector() if buckets is None else NodeMetricsCollector(buckets=buckets)
+            c.record_success("n", 1.0)
+            ours = CollectorRegistry()
+            ours.register(PrometheusExporter(c))
+            theirs = CollectorRegistry()
+            h = Histogram(
+                "nodemetrics_node_duration_seconds",
+                "h",
+                ["node"],
+                registry=theirs,
+                buckets=[b / 1000 for b in c.buckets],
+            )
+            h.labels("n").observe(0.001)
+            assert les(theirs) == les(ours)
+            assert len(c.buckets) + 1 == len(les(ours))
+
+    def test_histogram_matches_the_collector(self):
+        """_bucket, _count and _sum are get_node_histogram()'s, in seconds, cumulative."""
+        c = NodeMetricsCollector(buckets=(1, 10, 100))
+        for d in [0.5, 1.0, 7.0, 10.0, 99.0, 250.0, 1e4]:
+            c.record_success("n", d)
+        c.record_failure("n", 3.0)
+        h = c.get_node_histogram("n")
+        s = samples(single(c))
+        got = [
+            s[key("nodemetrics_node_duration_seconds_bucket", node="n", le=le)]
+            for le in ("0.001", "0.01", "0.1", "+Inf")
+        ]
+        assert list(h.cumulative()) == got
+        assert h.count == s[key("nodemetrics_node_duration_seconds_count", node="n")]
+        assert h.sum_ms / 1000 == s[key("nodemetrics_node_duration_seconds_sum", node="n")]
+
+    def test_sum_never_decreases(self):
+        """The issue's sequence: 1.1 ms, 2.2 ms and ten 0.0 ms; _sum never goes down."""
+        c = NodeMetricsCollector()
+        registry = single(c)
+        sums = []
+        for d in [1.1, 2.2] + [0.0] * 10:
+            c.record_success("n", d)
+            s = samples(registry)
+            sums.append(s[key("nodemetrics_node_duration_seconds_sum", node="n")])
+            window_sum = s[key("nodemetrics_node_window_duration_seconds_sum", node="n")]
+            assert sums[-1] == window_sum
+        assert sums == sorted(sums)
+
+    def test_a_scrape_is_one_instant(self):
+        """While threads record, every scrape's counters, _count and +Inf bucket agree."""
+        c = NodeMetricsCollector()
+        registry = single(c)
+        stop = threading.Event()
+
+        def record():
+            i = 0
+            while not stop.is_set():
+                i += 1
+                c.record_success("n", float(i % 50))
+                if i % 7 == 0:
+                    c.record_failure("n", 1.0)
+                with c.track("n"):
+                    pass
+
+        threads = [threading.Thread(target=record) for _ in range(3)]
+        for t in threads:
+            t.start()
+        try:
+            for _ in range(50):
+                s = samples(registry)
+                executions = sum(
+                    s.get(key("nodemetrics_node_executions_total", node="n", outcome=o), 0)
+                    for o in ("success", "failure")
+                )
+                count = s.get(key("nodemetrics_node_duration_seconds_count", node="n"), 0)
+                inf = s.get(key("nodemetrics_node_duration_seconds_bucket", node="n", le="+Inf"), 0)
+                assert executions == count == inf
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+
+    def test_promtool_accepts_it(self, promtool):
         """`promtool check metrics` finds nothing wrong with the exposition."""
-        promtool = binary("promtool")
         registry = CollectorRegistry()
         registry.register(PrometheusExporter(populated()))
-        result = subprocess.run(  # noqa: S603 -- promtool from PATH, our own input
-            [promtool, "check", "metrics"],
-            input=generate_latest(registry),
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
-        assert 0 == result.returncode, result.stdout + result.stderr
-        assert b"" == result.stdout.strip()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def query(port: int, promql: str) -> list[dict]:
-    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
-    with urllib.request.urlopen(url, timeout=5) as response:
-        body = json.load(response)
-    assert "success" == body["status"]
-    return body["data"]["result"]
+        promtool(generate_latest(registry))
 
 
 @pytest.fixture
-def prometheus_server(tmp_path):
-    """A real Prometheus on 127.0.0.1, scraping a start_http_server endpoint every second."""
-    prometheus = binary("prometheus")
+def served():
+    """A collector exposed by start_http_server on a free loopback port."""
     c = NodeMetricsCollector()
     registry = CollectorRegistry()
     registry.register(PrometheusExporter(c))
     server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
-    target = server.server_port
-    api = free_port()
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-        "scrape_configs:\n  - job_name: nodemetrics\n"
-        f"    static_configs:\n      - targets: ['127.0.0.1:{target}']\n"
-    )
-    process = subprocess.Popen(  # noqa: S603 -- prometheus from PATH, our own config
-        [
-            prometheus,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{api}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
     try:
-        yield c, api, process
+        yield c, f"127.0.0.1:{server.server_port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stderr is not None:
-            process.stderr.close()
         server.shutdown()
         server.server_close()
         thread.join()
 
 
-def wait_for(port: int, promql: str, expected: float, process, seconds: float = 60.0) -> float:
-    """Query until the value is `expected`; scrapes come every second, so allow a minute."""
-    deadline = time.monotonic() + seconds
-    last = None
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "prometheus exited"
-        try:
-            result = query(port, promql)
-        except OSError:
-            result = []  # not listening yet
-        if result:
-            last = float(result[0]["value"][1])
-            if math.isclose(last, expected, rel_tol=1e-9):
-                return last
-        time.sleep(0.2)  # polling an external process, not papering over a race
-    pytest.fail(f"{promql} was {last}, not {expected}, after {seconds} s")
-
-
-def test_real_prometheus_scrapes_it(prometheus_server):
+def test_real_prometheus_scrapes_it(served, prometheus):
     """A real Prometheus scrapes the endpoint and its query API returns our values."""
-    c, api, process = prometheus_server
+    c, target = served
+    server = prometheus([target])
     for d in [10.0, 20.0, 30.0, 40.0, 50.0]:
         c.record_success("fetch", d)
     c.record_failure("fetch", 100.0, ConnectionResetError())
     c.record_retry("fetch")
     m = c.get_node_metrics("fetch")
 
-    wait_for(api, 'nodemetrics_node_executions_total{node="fetch",outcome="success"}', 5, process)
-    wait_for(api, 'nodemetrics_node_executions_total{node="fetch",outcome="failure"}', 1, process)
-    wait_for(api, 'nodemetrics_node_failures_total{node="fetch",category="network"}', 1, process)
-    wait_for(api, 'nodemetrics_node_retries_total{node="fetch"}', 1, process)
-    wait_for(api, 'nodemetrics_node_duration_seconds_count{node="fetch"}', 6, process)
+    server.wait_for('nodemetrics_node_executions_total{node="fetch",outcome="success"}', 5)
+    server.wait_for('nodemetrics_node_executions_total{node="fetch",outcome="failure"}', 1)
+    server.wait_for('nodemetrics_node_failures_total{node="fetch",category="network"}', 1)
+    server.wait_for('nodemetrics_node_retries_total{node="fetch"}', 1)
+    server.wait_for('nodemetrics_node_duration_seconds_count{node="fetch"}', 6)
+    server.wait_for('nodemetrics_node_duration_seconds_bucket{node="fetch",le="0.025"}', 2)
+    server.wait_for('nodemetrics_node_window_duration_seconds_count{node="fetch"}', 6)
     assert m.p50 is not None
     assert m.p99 is not None
-    wait_for(
-        api, 'nodemetrics_node_duration_seconds{node="fetch",quantile="0.5"}', m.p50 / 1000, process
+    server.wait_for(
+        'nodemetrics_node_window_duration_seconds{node="fetch",quantile="0.5"}', m.p50 / 1000
     )
-    wait_for(
-        api,
-        'nodemetrics_node_duration_seconds{node="fetch",quantile="0.99"}',
-        m.p99 / 1000,
-        process,
+    server.wait_for(
+        'nodemetrics_node_window_duration_seconds{node="fetch",quantile="0.99"}', m.p99 / 1000
     )
 
     # Later recordings show up in later scrapes.
     c.record_success("fetch", 1.0)
-    wait_for(api, 'nodemetrics_node_executions_total{node="fetch",outcome="success"}', 6, process)
+    server.wait_for('nodemetrics_node_executions_total{node="fetch",outcome="success"}', 6)

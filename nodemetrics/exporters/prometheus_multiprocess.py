@@ -1,0 +1,328 @@
+"""
+Feed prometheus_client's multiprocess mode from a collector in each worker process.
+
+Needs the ``prometheus`` extra. With ``PROMETHEUS_MULTIPROC_DIR`` set (before
+prometheus_client is first imported), prometheus_client keeps every
+worker's metrics in memory-mapped files in that directory, and the endpoint
+that serves ``MultiProcessCollector`` sums them; custom collectors such as
+:class:`~nodemetrics.exporters.prometheus.PrometheusExporter` are not read
+there. So each worker makes one call:
+
+.. code-block:: python
+
+    from nodemetrics.exporters.prometheus_multiprocess import start_multiprocess_sync
+
+    start_multiprocess_sync(collector)  # in each worker, or once before forking them
+
+and a background thread copies the collector's counters and duration
+histogram into prometheus_client metrics of the same names every
+*interval_s* seconds, and once more when the process exits.
+
+The protocol, written down once: a :class:`MultiProcessSync` takes its own
+lock around a sync (the background thread, an explicit :meth:`sync` and the
+exit hook take turns; one that cannot get the lock within a second, such as
+a sync from a signal handler that interrupted another, gives up and leaves
+the work to the next). A sync reads the collector once
+(``collector._read_all()``, one instant) and increments each mirrored series
+by what its node gained since the previous sync. After ``os.fork()`` the
+child keeps nothing the parent counted: it takes the collector's state at
+the fork as its starting point and restarts its thread if the parent had
+one, so the parent's counts are never mirrored twice.
+"""
+
+from __future__ import annotations
+
+import atexit
+import multiprocessing.util
+import os
+import threading
+import weakref
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from nodemetrics._collector import NodeMetricsCollector
+from nodemetrics._log import log
+from nodemetrics.exporters.prometheus import _check_args
+
+
+__all__ = ["MultiProcessSync", "start_multiprocess_sync"]
+
+# A sync waits this long for another to finish, then leaves its work to the next.
+_LOCK_WAIT_S = 1.0
+_CATEGORIES = ("timeout", "validation", "network", "other")
+
+
+class MultiProcessSync:
+    """
+    Mirrors a collector's counters and histogram into prometheus_client metrics.
+
+    The metrics are ``<ns>_node_executions_total{node, outcome}``,
+    ``<ns>_node_failures_total{node, category}``,
+    ``<ns>_node_retries_total{node}``, ``<ns>_node_cancellations_total{node}``,
+    ``<ns>_node_interruptions_total{node}`` and the histogram
+    ``<ns>_node_duration_seconds{node, le}``: the same names, labels and
+    buckets as
+    :class:`~nodemetrics.exporters.prometheus.PrometheusExporter`'s. The
+    window's quantiles and the last duration belong to one process and are
+    not mirrored.
+
+    Mirrored series only grow: a node reset between two syncs is seen as the
+    node starting again from zero, and its later executions are added on top
+    (a reset followed, before the next sync, by more executions than the
+    node had is read as growth, so the difference is lost).
+
+    Most code calls :func:`start_multiprocess_sync` instead.
+
+    Args:
+        collector: The collector to mirror.
+        namespace: The prefix of every metric name.
+        registry: Where to register the mirrored metrics; ``None`` (the
+            default) registers them nowhere, which is what multiprocess mode
+            wants: ``MultiProcessCollector`` reads them from their files.
+
+    Raises:
+        TypeError: *collector* is not a collector, or *namespace* not a str.
+        ValueError: *namespace* is not a valid metric name prefix.
+    """
+
+    def __init__(
+        self,
+        collector: NodeMetricsCollector,
+        *,
+        namespace: str = "nodemetrics",
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        _check_args(collector, namespace)
+        self._collector = collector
+        p = f"{namespace}_node_"
+        self._executions = Counter(
+            f"{p}executions",
+            "Executions of a node, by outcome.",
+            ["node", "outcome"],
+            registry=registry,
+        )
+        self._failures = Counter(
+            f"{p}failures",
+            "Failed executions of a node, by category.",
+            ["node", "category"],
+            registry=registry,
+        )
+        self._retries = Counter(f"{p}retries", "Retries of a node.", ["node"], registry=registry)
+        self._cancellations = Counter(
+            f"{p}cancellations", "Cancelled executions of a node.", ["node"], registry=registry
+        )
+        self._interruptions = Counter(
+            f"{p}interruptions",
+            "Executions of a node that paused (interrupted).",
+            ["node"],
+            registry=registry,
+        )
+        self._duration = Histogram(
+            f"{p}duration_seconds",
+            "Durations of a node's executions since its last reset.",
+            ["node"],
+            buckets=[b / 1000 for b in collector.buckets],
+            registry=registry,
+        )
+        self._lock = threading.Lock()
+        # By node: what was mirrored (counts, then the sum in ms), and the
+        # increment of each mirrored series in the same order.
+        self._seen: dict[str, tuple[tuple[int, ...], float]] = {}
+        self._series: dict[str, tuple[Any, ...]] = {}
+        self._interval_s = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        _LIVE.add(self)
+
+    def __repr__(self) -> str:
+        running = self._thread is not None and self._thread.is_alive()
+        return f"<MultiProcessSync(nodes={len(self._seen)}, running={running})>"
+
+    def sync(self) -> None:
+        """
+        Mirror what the collector gained since the last sync, now.
+
+        Thread-safe; never raises: a failure is logged.
+        """
+        if not self._lock.acquire(timeout=_LOCK_WAIT_S):
+            return
+        try:
+            self._sync()
+        except Exception:  # noqa: BLE001 -- a metrics sync must never break the worker
+            log(
+                "ERROR",
+                "nodemetrics.multiprocess_sync_failed: could not mirror the collector",
+                exception=True,
+            )
+        finally:
+            self._lock.release()
+
+    def _state(self) -> dict[str, tuple[tuple[int, ...], float]]:
+        state = {}
+        for node, (m, h) in self._collector._read_all().items():  # noqa: SLF001 -- one instant
+            counts = (
+                m.success_count,
+                m.failure_count,
+                m.timeout_errors,
+                m.validation_errors,
+                m.network_errors,
+                m.other_errors,
+                m.retry_count,
+                m.cancelled_count,
+                m.interrupted_count,
+                *h.counts,
+            )
+            state[node] = (counts, h.sum_ms)
+        return state
+
+    def _sync(self) -> None:
+        state = self._state()
+        seen = self._seen
+        for node in [node for node in seen if node not in state]:
+            del seen[node]  # reset: it starts again from zero
+        for node, (counts, sum_ms) in state.items():
+            before = seen.get(node)
+            if before == (counts, sum_ms):
+                continue
+            if before is None or sum_ms < before[1] or any(map(int.__lt__, counts, before[0])):
+                before = ((0,) * len(counts), 0.0)
+            series = self._series.get(node)
+            if series is None:
+                series = self._series[node] = self._series_of(node)
+            for inc, now, then in zip(series[:-1], counts, before[0], strict=True):
+                if now != then:
+                    inc(now - then)
+            if sum_ms != before[1]:
+                series[-1]((sum_ms - before[1]) / 1000)
+            seen[node] = (counts, sum_ms)
+
+    def _series_of(self, node: str) -> tuple[Any, ...]:
+        histogram = self._duration.labels(node)
+        # prometheus_client has no public way to add n observations to one
+        # bucket, nor to add to a histogram's sum alone: its per-bucket and
+        # sum values (multiprocess-aware, non-cumulative) are used directly.
+        return (
+            self._executions.labels(node, "success").inc,
+            self._executions.labels(node, "failure").inc,
+            *(self._failures.labels(node, category).inc for category in _CATEGORIES),
+            self._retries.labels(node).inc,
+            self._cancellations.labels(node).inc,
+            self._interruptions.labels(node).inc,
+            *(bucket.inc for bucket in histogram._buckets),  # noqa: SLF001
+            histogram._sum.inc,  # noqa: SLF001
+        )
+
+    def start(self, interval_s: float = 5.0) -> None:
+        """
+        Sync every *interval_s* seconds in a daemon thread, and once more at exit.
+
+        The exit sync runs at interpreter exit (``atexit``) and when a
+        :mod:`multiprocessing` worker ends normally (which skips ``atexit``).
+        Starting twice changes only the interval.
+
+        Raises:
+            TypeError: *interval_s* is not a real number.
+            ValueError: *interval_s* is not finite and > 0.
+        """
+        if type(interval_s) is bool or not isinstance(interval_s, (int, float)):
+            msg = f"interval_s must be a real number, got {type(interval_s).__name__}"
+            raise TypeError(msg)
+        if not 0.0 < interval_s < float("inf"):
+            msg = f"interval_s must be finite and > 0, got {interval_s!r}"
+            raise ValueError(msg)
+        self._interval_s = float(interval_s)
+        if self._thread is not None and self._thread.is_alive():
+            return
+        first = self._thread is None
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._run, name="nodemetrics-multiprocess-sync", daemon=True
+        )
+        self._thread.start()
+        if first:
+            atexit.register(self.stop)
+            self._finalize_at_worker_exit()
+            # A multiprocessing child forgets its parent's finalizers when it
+            # starts, and then runs these.
+            multiprocessing.util.register_after_fork(
+                self, MultiProcessSync._finalize_at_worker_exit
+            )
+
+    def _finalize_at_worker_exit(self) -> None:
+        # multiprocessing ends its workers with os._exit(), skipping atexit,
+        # but runs these finalizers first.
+        multiprocessing.util.Finalize(None, self.stop, exitpriority=100)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            self.sync()
+
+    def stop(self) -> None:
+        """Stop the background thread, if any, then sync one last time. Idempotent."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
+        self.sync()
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
+        self._seen = self._state()
+        if self._thread is not None and not self._stop.is_set():
+            # The thread did not survive the fork; its exit hooks did.
+            self._thread = threading.Thread(
+                target=self._run, name="nodemetrics-multiprocess-sync", daemon=True
+            )
+            self._thread.start()
+
+
+def start_multiprocess_sync(
+    collector: NodeMetricsCollector, *, interval_s: float = 5.0, namespace: str = "nodemetrics"
+) -> MultiProcessSync:
+    """
+    Mirror *collector* into prometheus_client's multiprocess files, from now on.
+
+    The one call a worker process makes: every *interval_s* seconds, and when
+    the process exits, the collector's counters and duration histogram are
+    added to the worker's files in ``PROMETHEUS_MULTIPROC_DIR``, and the
+    endpoint serving ``MultiProcessCollector`` sums every worker's. See
+    :class:`MultiProcessSync`.
+
+    Args:
+        collector: The worker's collector.
+        interval_s: Seconds between syncs: how stale a scrape may be.
+        namespace: The prefix of every metric name.
+
+    Returns:
+        The running sync; :meth:`MultiProcessSync.stop` ends it.
+
+    Raises:
+        RuntimeError: prometheus_client is not in multiprocess mode
+            (``PROMETHEUS_MULTIPROC_DIR`` was not set when it was imported).
+        TypeError: An argument has the wrong type.
+        ValueError: *interval_s* or *namespace* is out of range.
+    """
+    from prometheus_client import values  # noqa: PLC0415 -- read at call time
+
+    if not getattr(values.ValueClass, "_multiprocess", False):
+        msg = (
+            "prometheus_client is not in multiprocess mode: set PROMETHEUS_MULTIPROC_DIR "
+            "before prometheus_client is first imported"
+        )
+        raise RuntimeError(msg)
+    sync = MultiProcessSync(collector, namespace=namespace)
+    sync.start(interval_s)
+    return sync
+
+
+_LIVE: weakref.WeakSet[MultiProcessSync] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for sync in list(_LIVE):
+        sync._after_fork_in_child()  # noqa: SLF001
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
