@@ -172,7 +172,7 @@ class TestUnvalidatedSnapshot:
         node.last = samples[-1] if samples else None
         for value in samples:
             node.window.add(value, False)
-        p50, p90, p99 = node.window.percentiles(50, 90, 99)
+        p50, p90, p99 = node.window.p50_p90_p99()
         executions = node.success + node.failure
         errors = node.errors
 
