@@ -139,9 +139,19 @@ class TestDicts:
             NodeMetrics.from_dict(d)
 
     def test_not_a_mapping(self):
-        """Something other than a mapping is a TypeError."""
-        with pytest.raises(TypeError, match="mapping"):
+        """Something other than a mapping is a TypeError naming what it got."""
+        with pytest.raises(TypeError, match="^mapping must be a mapping, got list$"):
             NodeMetrics.from_dict([("p50", 1.0)])  # type: ignore[arg-type]
+
+    def test_every_missing_and_unknown_field_listed(self):
+        """All missing fields, then all unknown ones, are listed, comma-separated."""
+        d = NodeMetrics().to_dict()
+        del d["p90"], d["p99"]
+        with pytest.raises(ValueError, match="^NodeMetrics is missing field\\(s\\): p90, p99$"):
+            NodeMetrics.from_dict(d)
+        d = {**NodeMetrics().to_dict(), "p75": 1.0, "p25": 2.0}
+        with pytest.raises(ValueError, match="^NodeMetrics has no field\\(s\\): p25, p75$"):
+            NodeMetrics.from_dict(d)
 
     def test_bad_value(self):
         """A bad value in the mapping is refused, naming the field."""

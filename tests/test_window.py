@@ -185,6 +185,20 @@ class TestChunks:
         assert len(w._chunks) == len(w._maxes)
         assert [c[-1] for c in w._chunks] == w._maxes
 
+    @pytest.mark.parametrize("k", [1, 7])
+    def test_chunks_never_exceed_twice_the_load(self, monkeypatch, k):
+        """Reading after every k samples, no chunk is ever empty or over 2 * _LOAD long."""
+        monkeypatch.setattr(_window, "_LOAD", 3)
+        rng = random.Random(k)  # noqa: S311 -- reproducible test data
+        w = RollingWindow(40)
+        for _ in range(300):
+            for _ in range(k):
+                w.add(rng.random(), False)
+            w.p50_p90_p99()
+            assert all(1 <= len(chunk) <= 6 for chunk in w._chunks)
+            if len(w._chunks) > 1:  # a lone chunk's maximum may lag; nothing reads it
+                assert [chunk[-1] for chunk in w._chunks] == w._maxes
+
     @pytest.mark.parametrize("load", [1, 2, 3])
     def test_moved_look_ups_stay_exact(self, monkeypatch, load):
         """Seeded runs reading after every sample move ranks across chunks every way."""
