@@ -156,6 +156,18 @@ class TestRollingWindow:
             assert close(oracle(list(model)), list(read))
             assert fresh(1000, list(model)).p50_p90_p99() == read
 
+    def test_ranks_of_every_length_with_an_empty_cache(self, monkeypatch):
+        """
+        Every window length's ranks, computed afresh (the cache emptied, so
+        that no earlier test's lengths hide a wrong rank), give the oracle's
+        percentiles; and the cache then holds exactly those ranks.
+        """
+        monkeypatch.setattr(_window, "_RANKS", {})
+        for n in range(1, 260):
+            samples = [float(v * v % 1013) for v in range(n)]  # distinct enough
+            assert close(oracle(samples), list(fresh(n, samples).p50_p90_p99()))
+            assert _window._ranks(n) == _window._RANKS[n]
+
     def test_rank_cache_is_bounded(self, monkeypatch):
         """Ranks are kept for a bounded number of window lengths, right either way."""
         monkeypatch.setattr(_window, "_RANKS", {})
