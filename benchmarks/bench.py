@@ -37,7 +37,7 @@ import timeit
 import tracemalloc
 
 from collections.abc import Callable
-from time import perf_counter, perf_counter_ns
+from time import perf_counter, perf_counter_ns, thread_time
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram
@@ -65,7 +65,8 @@ class Timers:
     Named statements, each timed by a `timeit` loop, in interleaved rounds.
 
     Each statement is calibrated and warmed up alone; then every round times
-    each statement once, and a figure is the median of its rounds. Timing
+    each statement once, by the thread's CPU clock, and a figure is the
+    median of its rounds. Timing
     round by round, instead of statement by statement, means that a machine
     whose speed drifts during the run slows a figure and its baseline alike.
     """
@@ -82,7 +83,10 @@ class Timers:
         """Return each statement's ns per call in every round, by name."""
         loops = {}
         for name, (stmt, calls) in self.stmts.items():
-            timer = timeit.Timer(stmt)
+            # The thread's CPU clock: other processes on a shared machine
+            # (load averages of 10 on 2 cores were seen) take wall time from
+            # a statement, not CPU time. Every statement here is one thread.
+            timer = timeit.Timer(stmt, timer=thread_time)
             # Calibrate: enough calls to last target_s per round.
             number = 1
             while (elapsed := timer.timeit(number)) < 0.001:
@@ -437,14 +441,16 @@ def ratio_rows(r: dict[str, Rounds]) -> list[Row]:
     rows += [
         Row("P6", f"`get_node_metrics` after {k} record{'s' * (k > 1)}, window 100,000",
             r[f"get after {k} records 100000"], same, r[f"get after {k} records 100"],
-            ("<=", target))
+            None if target is None else ("<=", target))
         for k, target in zip(BEFORE_READ, READ_TARGETS, strict=True)
     ]  # fmt: skip
     return rows
 
 
-#: The bound on a read after k records at window 100,000, against window 100.
-READ_TARGETS = (2.0, 2.5, 2.5)
+#: The bound on a read after k records at window 100,000, against window 100:
+#: after one record, P6's; after 10 and 100 no target is set (issue 14 asks
+#: for the figures), and what they cost is paid back in the amortized rows.
+READ_TARGETS: tuple[float | None, ...] = (2.0, None, None)
 
 
 def extra_rows(quick: bool) -> list[Row]:
