@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 from pathlib import Path
 
@@ -82,3 +83,19 @@ def soak(session: nox.Session) -> None:
     """The slow soak test: millions of executions from several threads."""
     session.install("-e", ".[dev]")
     session.run("pytest", "-m", "slow", "--no-cov", *session.posargs)
+
+
+@nox.session
+def mutants(session: nox.Session) -> None:
+    """
+    Mutation testing of the core modules with mutmut 3 (slow; not run by CI).
+
+    The modules are `only_mutate` in pyproject's [tool.mutmut]; each mutant
+    runs the tests that reach the mutated function. Survivors are printed;
+    the equivalent ones are listed, with why, in tests/mutants-equivalent.md.
+    `-- --max-children N` runs N mutants at once.
+    """
+    session.install("-e", ".[dev]")
+    shutil.rmtree("mutants", ignore_errors=True)  # a fresh run, never a cached one
+    session.run("mutmut", "run", *session.posargs)
+    session.run("mutmut", "results")

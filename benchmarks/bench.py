@@ -4,11 +4,19 @@ The cost of instrumenting a node, next to baselines measured in the same run.
 Run with ``nox -s bench`` (or ``nox -s bench -- --quick`` for a run of a
 few seconds that only proves the harness works). Prints a Markdown table.
 
-Every figure is the median of many timeit loops, after a warm-up, timed in
-rounds that interleave all the statements (see `Timers`); overheads are a
-timed call minus the bare call measured in the same run, and every baseline
+Every statement is timed by timeit loops, after a warm-up, in rounds that
+interleave all the statements (see `Timers`); overheads are a timed call
+minus the bare call measured in the same round, and every baseline
 (prometheus_client, OpenTelemetry, a hand-written timing wrapper) is
-measured here, never typed in.
+measured here, never typed in. A row's ratio is the median of its per-round
+ratios, and the figure and baseline printed beside it are that median
+round's, so the printed ratio is the ratio of the printed figures.
+
+A full run exits with status 1 when a target is missed; a ``--quick`` run
+only proves that the harness runs, and exits 0.
+
+Rows from the standalone benchmarks (``bench_langgraph.py`` and the like)
+join the table when their module is present: see `EXTRA_ROWS`.
 """
 
 from __future__ import annotations
@@ -17,7 +25,9 @@ import argparse
 import asyncio
 import functools
 import gc
+import importlib
 import itertools
+import operator
 import platform
 import random
 import statistics
@@ -27,7 +37,7 @@ import timeit
 import tracemalloc
 
 from collections.abc import Callable
-from time import perf_counter, perf_counter_ns
+from time import perf_counter, perf_counter_ns, thread_time
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram
@@ -55,7 +65,8 @@ class Timers:
     Named statements, each timed by a `timeit` loop, in interleaved rounds.
 
     Each statement is calibrated and warmed up alone; then every round times
-    each statement once, and a figure is the median of its rounds. Timing
+    each statement once, by the thread's CPU clock, and a figure is the
+    median of its rounds. Timing
     round by round, instead of statement by statement, means that a machine
     whose speed drifts during the run slows a figure and its baseline alike.
     """
@@ -68,11 +79,14 @@ class Timers:
         """Time `stmt`, which makes `calls` calls, as ns per call under `name`."""
         self.stmts[name] = (stmt, calls)
 
-    def run(self) -> dict[str, float]:
-        """Return the median ns per call of each statement, by name."""
+    def run(self) -> dict[str, list[float]]:
+        """Return each statement's ns per call in every round, by name."""
         loops = {}
         for name, (stmt, calls) in self.stmts.items():
-            timer = timeit.Timer(stmt)
+            # The thread's CPU clock: other processes on a shared machine
+            # (load averages of 10 on 2 cores were seen) take wall time from
+            # a statement, not CPU time. Every statement here is one thread.
+            timer = timeit.Timer(stmt, timer=thread_time)
             # Calibrate: enough calls to last target_s per round.
             number = 1
             while (elapsed := timer.timeit(number)) < 0.001:
@@ -88,7 +102,15 @@ class Timers:
                     rounds[name].append(timer.timeit(number) / total_calls)
         finally:
             gc.enable()
-        return {name: statistics.median(times) * 1e9 for name, times in rounds.items()}
+        return {name: [t * 1e9 for t in times] for name, times in rounds.items()}
+
+
+Rounds = list[float]
+
+
+def minus(a: Rounds, b: Rounds) -> Rounds:
+    """Round by round, *a* less *b*: an overhead net of its baseline call."""
+    return [x - y for x, y in zip(a, b, strict=True)]
 
 
 def filled(window: int, node: str = "n") -> NodeMetricsCollector:
@@ -100,7 +122,14 @@ def filled(window: int, node: str = "n") -> NodeMetricsCollector:
     return c
 
 
-def bench_calls(cfg: Config) -> dict[str, float]:
+WINDOWS = (100, 10_000, 100_000)
+#: Records between two reads, for the amortized cost of a record.
+EVERY = (100, 1_000, 10_000)
+#: Records before the read whose cost is timed alone.
+BEFORE_READ = (1, 10, 100)
+
+
+def bench_calls(cfg: Config) -> dict[str, Rounds]:
     t = Timers(cfg)
     registry = CollectorRegistry()
     hist = Histogram("bench_seconds", "bench", registry=registry)
@@ -139,6 +168,7 @@ def bench_calls(cfg: Config) -> dict[str, float]:
     t.add("next duration", nxt)
     t.add("prom observe", lambda: hist.observe(nxt()))
     add_records(t, nxt)
+    add_reads(t, nxt)
 
     # Not a target: a read after a timed block also folds the batch in.
     tc = NodeMetricsCollector()
@@ -162,43 +192,76 @@ def bench_calls(cfg: Config) -> dict[str, float]:
 
 
 def add_records(t: Timers, nxt: Callable[[], float]) -> None:
-    for window in (100, 10_000, 100_000):
+    for window in WINDOWS:
         # One collector per statement, so that none leaves another's window
         # in a state it would not be in on its own.
         rec = filled(window).record_success
         get = filled(window).get_node_metrics
-        both = filled(window)
-        rec2, get2 = both.record_success, both.get_node_metrics
         t.add(f"record {window}", lambda rec=rec: rec("n", nxt()))
         t.add(f"get cached {window}", lambda get=get: get("n"))
-        t.add(f"record+get {window}", lambda rec=rec2, get=get2: (rec("n", nxt()), get("n")))
 
 
-def derived(m: dict[str, float]) -> dict[str, float]:
-    """The figures, from the timed statements: overheads net of their baseline call."""
+def records_then_read(window: int, k: int, nxt: Callable[[], float], *, read: bool):
+    """A statement that records k durations (drawn beforehand) into a full window, then reads."""
+    c = filled(window)
+    rec, get = c.record_success, c.get_node_metrics
+    drawn = [nxt() for _ in range(k)]
+
+    def records() -> None:
+        for d in drawn:
+            rec("n", d)
+
+    def records_read() -> None:
+        for d in drawn:
+            rec("n", d)
+        get("n")
+
+    return records_read if read else records
+
+
+def add_reads(t: Timers, nxt: Callable[[], float]) -> None:
+    # What a user who reads pays: the records, and the catching up that the
+    # read then does, amortized over the records in between.
+    for window in WINDOWS:
+        for k in EVERY:
+            t.add(f"every {k} {window}", records_then_read(window, k, nxt, read=True), calls=k)
+    # And a read alone, after a few records: (records + read) - records.
+    for window in (100, 100_000):
+        for k in BEFORE_READ:
+            t.add(f"{k} records {window}", records_then_read(window, k, nxt, read=False))
+            t.add(f"{k} records+get {window}", records_then_read(window, k, nxt, read=True))
+
+
+def derived(m: dict[str, Rounds]) -> dict[str, Rounds]:
+    """The figures, round by round: overheads net of their baseline call."""
     r = {
         "bare call": m["bare call"],
-        "floor wrapper": m["floor"] - m["bare call"],
-        "prom @time()": m["prom @time()"] - m["bare call"],
-        "@metered": m["metered"] - m["bare call"],
+        "floor wrapper": minus(m["floor"], m["bare call"]),
+        "prom @time()": minus(m["prom @time()"], m["bare call"]),
+        "@metered": minus(m["metered"], m["bare call"]),
         "empty block": m["empty block"],
-        "prom with time()": m["prom with"] - m["empty block"],
-        "with track()": m["track"] - m["empty block"],
+        "prom with time()": minus(m["prom with"], m["empty block"]),
+        "with track()": minus(m["track"], m["empty block"]),
         "next duration": m["next duration"],
-        "prom observe()": m["prom observe"] - m["next duration"],
-        "get after track()": m["track+get"] - m["track"],
+        "prom observe()": minus(m["prom observe"], m["next duration"]),
+        "get after track()": minus(m["track+get"], m["track"]),
     }
-    for window in (100, 10_000, 100_000):
-        r[f"record {window}"] = m[f"record {window}"] - m["next duration"]
+    for window in WINDOWS:
+        r[f"record {window}"] = minus(m[f"record {window}"], m["next duration"])
         r[f"get cached {window}"] = m[f"get cached {window}"]
-        r[f"record+get {window}"] = m[f"record+get {window}"] - m["next duration"]
-        r[f"get after record {window}"] = m[f"record+get {window}"] - m[f"record {window}"]
+        for k in EVERY:
+            r[f"record, read every {k}, {window}"] = m[f"every {k} {window}"]
+    for window in (100, 100_000):
+        for k in BEFORE_READ:
+            r[f"get after {k} records {window}"] = minus(
+                m[f"{k} records+get {window}"], m[f"{k} records {window}"]
+            )
     if "otel record" in m:
-        r["otel record()"] = m["otel record"] - m["next duration"]
+        r["otel record()"] = minus(m["otel record"], m["next duration"])
     return r
 
 
-def bench_async(cfg: Config) -> dict[str, float]:
+def bench_async(cfg: Config) -> dict[str, Rounds]:
     t = Timers(cfg)
     c = NodeMetricsCollector()
     loop = asyncio.new_event_loop()
@@ -229,8 +292,8 @@ def bench_async(cfg: Config) -> dict[str, float]:
         loop.close()
     return {
         "async bare": m["async bare"],
-        "async floor wrapper": m["async floor"] - m["async bare"],
-        "async @metered": m["async metered"] - m["async bare"],
+        "async floor wrapper": minus(m["async floor"], m["async bare"]),
+        "async @metered": minus(m["async metered"], m["async bare"]),
     }
 
 
@@ -254,7 +317,7 @@ def bench_memory(cfg: Config) -> dict[str, float]:
     }
 
 
-def bench_threads(cfg: Config) -> dict[str, float]:
+def bench_threads(cfg: Config) -> dict[str, Rounds]:
     total = cfg.thread_records
 
     def run(n_threads: int) -> float:
@@ -282,40 +345,151 @@ def bench_threads(cfg: Config) -> dict[str, float]:
             raise AssertionError(msg)
         return total / elapsed
 
-    # Pairs run back to back, and the median of their ratios, so that a
-    # machine whose speed drifts between runs does not skew the ratio.
+    # Pairs run back to back, so that a machine whose speed drifts between
+    # runs moves both alike; each pair is a round.
     pairs = [(run(1), run(2)) for _ in range(3 if cfg.quick else 9)]
     return {
-        "1 thread rec/s": statistics.median(one for one, _ in pairs),
-        "2 threads rec/s": statistics.median(two for _, two in pairs),
-        "2/1 threads ratio": statistics.median(two / one for one, two in pairs),
+        "1 thread rec/s": [one for one, _ in pairs],
+        "2 threads rec/s": [two for _, two in pairs],
     }
 
 
-def ratio_rows(r: dict[str, float]) -> list[tuple[str, str, float, str, float, float]]:
-    """(figure, what, ours, baseline name, baseline, target ratio)."""
-    return [
-        ("P1", "sync `@metered` overhead", r["@metered"], "prom `@Histogram.time()`",
-         r["prom @time()"], 0.45),
-        ("P2", "async `@metered` overhead", r["async @metered"], "async wraps + 2 perf_counter_ns",
-         r["async floor wrapper"], 5.0),
-        ("P3", "`with track()` overhead", r["with track()"], "prom `with Histogram.time()`",
-         r["prom with time()"], 0.5),
-        ("P4", "`record_success`, window 100", r["record 100"], "prom `Histogram.observe()`",
-         r["prom observe()"], 0.7),
-        ("P5", "`record_success`, window 10,000", r["record 10000"], "the same, window 100",
-         r["record 100"], 2.0),
-        ("P5", "`record_success`, window 100,000", r["record 100000"], "the same, window 100",
-         r["record 100"], 3.0),
-        ("P6", "`get_node_metrics` (unchanged node), window 100", r["get cached 100"],
-         "one `record_success`, window 100", r["record 100"], 4.0),
-        ("P6", "`get_node_metrics` after a record, window 100", r["get after record 100"],
-         "one `record_success`, window 100", r["record 100"], 4.0),
-        ("P6", "`get_node_metrics` (unchanged node), window 100,000", r["get cached 100000"],
-         "the same, window 100", r["get cached 100"], 2.0),
-        ("P6", "`get_node_metrics` after a record, window 100,000",
-         r["get after record 100000"], "the same, window 100", r["get after record 100"], 2.0),
+#: A target: the comparison the ratio must pass, and its bound.
+Target = tuple[str, float]
+_CHECKS = {"<=": operator.le, ">=": operator.ge}
+
+
+class Row:
+    """One line of the table: a figure and its baseline, round by round."""
+
+    def __init__(  # noqa: PLR0913, PLR0917 -- a table row has this many cells
+        self,
+        pid: str,
+        what: str,
+        ours: Rounds,
+        base_name: str,
+        base: Rounds,
+        target: Target | None,
+        unit: str = "ns",
+    ) -> None:
+        self.pid, self.what, self.base_name, self.target, self.unit = (
+            pid,
+            what,
+            base_name,
+            target,
+            unit,
+        )
+        # The median round by ratio (an odd number of rounds has one), so
+        # that the printed ratio is the ratio of the printed figures.
+        ratios = sorted(
+            (o / b if b > 0 else float("inf"), o, b) for o, b in zip(ours, base, strict=True)
+        )
+        self.ratio, self.ours, self.base = ratios[(len(ratios) - 1) // 2]
+
+    @property
+    def met(self) -> bool | None:
+        if self.target is None:
+            return None
+        op, bound = self.target
+        return bool(_CHECKS[op](self.ratio, bound))
+
+    def cells(self) -> str:
+        def figure(value: float) -> str:
+            return f"{value:.1f} MB" if self.unit == "MB" else f"{value:,.0f}"
+
+        target = "" if self.target is None else f"{self.target[0]} {self.target[1]}"
+        met = {None: "", True: "yes", False: "no"}[self.met]
+        return (
+            f"| {self.pid} | {self.what} | {figure(self.ours)} | {self.base_name} | "
+            f"{figure(self.base)} | {self.ratio:.2f} | {target} | {met} |"
+        )
+
+
+def ratio_rows(r: dict[str, Rounds]) -> list[Row]:
+    same = "the same, window 100"
+    rows = [
+        Row("P1", "sync `@metered` overhead", r["@metered"], "prom `@Histogram.time()`",
+            r["prom @time()"], ("<=", 0.45)),
+        Row("P2", "async `@metered` overhead", r["async @metered"],
+            "async wraps + 2 perf_counter_ns", r["async floor wrapper"], ("<=", 5.0)),
+        Row("P3", "`with track()` overhead", r["with track()"], "prom `with Histogram.time()`",
+            r["prom with time()"], ("<=", 0.5)),
+        Row("P4", "`record_success`, window 100", r["record 100"], "prom `Histogram.observe()`",
+            r["prom observe()"], ("<=", 0.7)),
+        Row("P5", "`record_success`, window 10,000 (never read)", r["record 10000"], same,
+            r["record 100"], ("<=", 2.0)),
+        Row("P5", "`record_success`, window 100,000 (never read)", r["record 100000"], same,
+            r["record 100"], ("<=", 3.0)),
     ]  # fmt: skip
+    rows += [
+        Row("P5", f"a record and a read every {k:,} records, window {window:,} "
+            "(ns per record)", r[f"record, read every {k}, {window}"],
+            same, r[f"record, read every {k}, 100"], ("<=", 2.5))
+        for k in EVERY
+        for window in WINDOWS[1:]
+    ]  # fmt: skip
+    rows += [
+        Row("P6", "`get_node_metrics`, cache hit (node unchanged since the last read), "
+            "window 100", r["get cached 100"], "one `record_success`, window 100",
+            r["record 100"], ("<=", 4.0)),
+        Row("P6", "`get_node_metrics`, cache hit (node unchanged since the last read), "
+            "window 100,000", r["get cached 100000"], "the same, window 100",
+            r["get cached 100"], ("<=", 2.0)),
+        Row("P6", "`get_node_metrics` after 1 record, window 100", r["get after 1 records 100"],
+            "one `record_success`, window 100", r["record 100"], ("<=", 4.0)),
+    ]  # fmt: skip
+    rows += [
+        Row("P6", f"`get_node_metrics` after {k} record{'s' * (k > 1)}, window 100,000",
+            r[f"get after {k} records 100000"], same, r[f"get after {k} records 100"],
+            None if target is None else ("<=", target))
+        for k, target in zip(BEFORE_READ, READ_TARGETS, strict=True)
+    ]  # fmt: skip
+    return rows
+
+
+#: The bound on a read after k records at window 100,000, against window 100:
+#: after one record, P6's; after 10 and 100 no target is set (issue 14 asks
+#: for the figures), and what they cost is paid back in the amortized rows.
+READ_TARGETS: tuple[float | None, ...] = (2.0, None, None)
+
+
+def extra_rows(quick: bool) -> list[Row]:
+    """Rows from the standalone benchmarks in `EXTRA_ROWS` whose module is present."""
+    rows = []
+    for module_name, function in EXTRA_ROWS:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        for figure, ours, base_name, base, ratio, target in getattr(module, function)(quick=quick):
+            row = Row("", figure, [ours], base_name, [base], parse_target(target))
+            # Theirs is already the median of their per-round ratios.
+            row.ratio = ratio
+            rows.append(row)
+    return rows
+
+
+def parse_target(target: object) -> Target | None:
+    """A target as the standalone benchmarks give it: None, a bound, or "<= 1.5"."""
+    if target is None or target == "":
+        return None
+    if isinstance(target, (int, float)):
+        return ("<=", float(target))
+    op, _, bound = str(target).partition(" ")
+    if op not in _CHECKS:
+        msg = f"target must be None, a number or '<= x' / '>= x', got {target!r}"
+        raise ValueError(msg)
+    return (op, float(bound))
+
+
+#: (module, function) of the standalone benchmarks whose rows join the table:
+#: each function takes ``quick=`` and returns rows ``(figure, ns, baseline,
+#: ns, ratio, target)``. A module that is absent is skipped.
+EXTRA_ROWS: list[tuple[str, str]] = [
+    ("bench_langgraph", "rows"),
+    ("bench_export", "export_rows"),
+    ("bench_otel", "rows"),
+]
 
 
 def main() -> int:
@@ -328,6 +502,18 @@ def main() -> int:
     mem = bench_memory(cfg)
     threads = bench_threads(cfg)
 
+    rows = ratio_rows(r)
+    mem_mb = max(mem.values())
+    rows.append(
+        Row("P7", "memory, 10,000 nodes x 100 samples (tracemalloc, after a read)", [mem_mb],
+            "budget", [30.0], ("<=", 1.0), unit="MB")
+    )  # fmt: skip
+    rows.append(
+        Row("P8", "2 threads, one collector: records/s", threads["2 threads rec/s"],
+            "1 thread, same total work", threads["1 thread rec/s"], (">=", 0.6))
+    )  # fmt: skip
+    rows += extra_rows(cfg.quick)
+
     print(
         f"Python {platform.python_version()} ({platform.python_implementation()}), "
         f"{platform.machine()}, {platform.system()}; "
@@ -335,36 +521,17 @@ def main() -> int:
     )
     print("| | figure | ns | baseline | ns | ratio | target | met |")
     print("|---|---|---:|---|---:|---:|---:|:---:|")
-    failed = 0
-    for pid, what, ours, base_name, base, target in ratio_rows(r):
-        ratio = ours / base if base > 0 else float("inf")
-        met = ratio <= target
-        failed += not met
-        print(
-            f"| {pid} | {what} | {ours:,.0f} | {base_name} | {base:,.0f} | "
-            f"{ratio:.2f} | <= {target} | {'yes' if met else 'no'} |"
-        )
-    mem_mb = max(mem.values())
-    print(
-        f"| P7 | memory, 10,000 nodes x 100 samples (tracemalloc, after a read) | "
-        f"{mem_mb:.1f} MB | budget | 30 MB | {mem_mb / 30:.2f} | <= 1.0 | "
-        f"{'yes' if mem_mb <= 30 else 'no'} |"
-    )
-    failed += mem_mb > 30
-    t_ratio = threads["2/1 threads ratio"]
-    print(
-        f"| P8 | 2 threads, one collector: records/s | {threads['2 threads rec/s']:,.0f} | "
-        f"1 thread, same total work | {threads['1 thread rec/s']:,.0f} | {t_ratio:.2f} | "
-        f">= 0.6 | {'yes' if t_ratio >= 0.6 else 'no'} |"
-    )
-    failed += t_ratio < 0.6
+    for row in rows:
+        print(row.cells())
+    missed = [row for row in rows if row.met is False]
 
-    print("\nBaselines and raw figures (ns per call unless said):\n")
-    for name, value in sorted({**r, **mem}.items()):
+    print("\nBaselines and raw figures (medians, ns per call unless said):\n")
+    raw = {name: statistics.median(v) for name, v in {**r, **threads}.items()}
+    for name, value in sorted({**raw, **mem}.items()):
         print(f"- {name}: {value:,.1f}")
-    print(f"\n{failed} of {len(ratio_rows(r)) + 2} targets missed")
-    # The numbers are for people to read: CI checks that this runs, not them.
-    return 0
+    print(f"\n{len(missed)} of {sum(row.met is not None for row in rows)} targets missed")
+    # A quick run's numbers are noise: CI checks that it runs, not them.
+    return 1 if missed and not cfg.quick else 0
 
 
 if __name__ == "__main__":

@@ -48,15 +48,16 @@ class RollingWindow:
     The last *size* durations of a node, in arrival order and sorted.
 
     The samples live in a ring of unboxed doubles (arrival order, for
-    eviction) and in a sorted list of chunks of at most ``2 * _LOAD`` doubles,
-    each found by bisecting the chunks' maxima (the design of
+    eviction) and in a sorted list of chunks of at most ``2 * _LOAD``
+    samples, each found by bisecting the chunks' maxima (the design of
     ``sortedcontainers.SortedList``), so that a percentile is an index
     look-up.
 
     Recording is the hot path and reading is rare, so :meth:`add` only
     touches the ring and notes what came and went; the sorted chunks catch
-    up when they are read, by a bisect-insert and a bisect-delete per noted
-    sample. Once more samples than a quarter of the window have arrived
+    up when they are read: the notes are sorted, and each newcomer is
+    bisect-inserted and each leaver bisect-deleted, chunk after chunk in
+    order. Once more samples than a quarter of the window have arrived
     since the last read, catching up one by one would cost more than sorting
     the ring afresh, so the notes are dropped and the next read sorts. Either
     way a read gives exactly what an always-sorted window would, and
@@ -76,7 +77,6 @@ class RollingWindow:
         "_at",
         "_cap",
         "_chunks",
-        "_ends",
         "_failed",
         "_gone",
         "_head",
@@ -103,9 +103,6 @@ class RollingWindow:
         # there is only one chunk nothing reads it, so it may lag until
         # _catch_up() is about to insert by it.
         self._maxes: list[float] = []
-        # Cumulative chunk lengths, for positional look-ups; None when they
-        # must be summed afresh.
-        self._ends: list[int] | None = None
         # Where p50's, p90's and p99's lower ranks lie when there are several
         # chunks, flat: (chunk index, index in that chunk) thrice; None when
         # it must be looked up afresh.
@@ -196,7 +193,7 @@ class RollingWindow:
             ]
             self._maxes = [chunk[-1] for chunk in self._chunks]
             self._stale = False
-            self._ends = self._at = None
+            self._at = None
             return
         new = self._new
         gone = self._gone
@@ -214,12 +211,61 @@ class RollingWindow:
         else:
             if len(chunks) == 1:
                 self._maxes[0] = chunks[0][-1]
-            for value in new:
-                self._insert(value)
-            for value in gone:
-                self._discard(value)
-            self._ends = self._at = None
+            self._merge_notes()
+            self._at = None
         del new[:], gone[:]
+
+    def _merge_notes(self) -> None:
+        # The notes, sorted, go into the chunks in order, so a sample's chunk
+        # is usually the last one's (one comparison instead of a bisect of
+        # the maxima), and the loops are written out: a method call per
+        # sample was a fifth of a catch-up.
+        self._new.sort()
+        self._gone.sort()
+        self._merge_new()
+        self._merge_gone()
+
+    def _merge_new(self) -> None:
+        new = self._new
+        chunks = self._chunks
+        maxes = self._maxes
+        twice = 2 * _LOAD
+        if not maxes:
+            chunks.append(array("d"))
+            maxes.append(new[0])
+        i = 0
+        last = len(maxes) - 1
+        for value in new:
+            if value > maxes[i]:
+                i = bisect_right(maxes, value, i)
+                if i > last:
+                    # Beyond every chunk: it ends the last one.
+                    i = last
+                    maxes[i] = value
+            chunk = chunks[i]
+            chunk.insert(bisect_right(chunk, value), value)
+            if len(chunk) > twice:
+                chunks.insert(i + 1, chunk[_LOAD:])
+                del chunk[_LOAD:]
+                maxes.insert(i, chunk[-1])
+                last += 1
+                if value > maxes[i]:
+                    i += 1
+
+    def _merge_gone(self) -> None:
+        chunks = self._chunks
+        maxes = self._maxes
+        i = 0
+        for value in self._gone:
+            if value > maxes[i]:
+                i = bisect_left(maxes, value, i)
+            chunk = chunks[i]
+            j = bisect_left(chunk, value)
+            del chunk[j]
+            if not chunk:
+                del chunks[i], maxes[i]
+            elif j == len(chunk):
+                maxes[i] = chunk[-1]
 
     def _swap(self, chunks: list[array[float]]) -> None:
         # One sample came and one went since the last read of a window of
@@ -240,11 +286,10 @@ class RollingWindow:
             if not chunk:
                 del chunks[j], maxes[j]
                 self._insert(value)
-                self._ends = self._at = None
+                self._at = None
                 return
             maxes[j] = chunk[-1]
         i = self._insert(value)
-        self._ends = None
         at = self._at
         if i < 0:
             self._at = None
@@ -270,10 +315,6 @@ class RollingWindow:
     def _insert(self, value: float) -> int:
         """Insert *value*; return its chunk's index, or -1 if chunks were added."""
         maxes = self._maxes
-        if not maxes:
-            self._chunks.append(array("d", (value,)))
-            maxes.append(value)
-            return -1
         i = bisect_right(maxes, value)
         if i == len(maxes):
             i -= 1
@@ -290,19 +331,16 @@ class RollingWindow:
             return -1
         return i
 
-    def _discard(self, value: float) -> None:
-        maxes = self._maxes
-        i = bisect_left(maxes, value)
-        chunk = self._chunks[i]
-        j = bisect_left(chunk, value)
-        del chunk[j]
-        if not chunk:
-            del self._chunks[i], maxes[i]
-        elif j == len(chunk):
-            maxes[i] = chunk[-1]
-
     def p50_p90_p99(self) -> tuple[float | None, float | None, float | None]:
-        """Return ``percentiles(50, 90, 99)``, the snapshot's three, faster."""
+        """
+        Return the window's p50, p90 and p99; ``None`` thrice when it is empty.
+
+        Linear interpolation between closest ranks, the default of
+        ``numpy.percentile`` and ``statistics.quantiles(method="inclusive")``:
+        with the samples sorted as ``x[0..n-1]`` and ``h = (n-1) * p / 100``,
+        the value is ``x[floor(h)] + (h - floor(h)) * (x[floor(h)+1] -
+        x[floor(h)])``.
+        """
         n = len(self._ring)
         if not n:
             return None, None, None
@@ -328,8 +366,8 @@ class RollingWindow:
             else:
                 self._catch_up()
         lo50, hi50, f50, lo90, hi90, f90, lo99, hi99, f99 = _RANKS.get(n) or _ranks(n)
-        # The same arithmetic as percentiles(), so the same floats. Where a
-        # fraction is 0.0 this adds 0.0, which changes no sample (all >= +0.0).
+        # Where a fraction is 0.0 this adds 0.0, which changes no sample (all
+        # >= +0.0).
         if len(chunks) == 1:
             only = chunks[0]
             p50 = only[lo50]
@@ -373,59 +411,13 @@ class RollingWindow:
     def _locate(self, *ranks: int) -> list[int]:
         # Find each rank's (chunk, index) afresh, by the chunks' lengths.
         chunks = self._chunks
-        ends = self._ends
-        if ends is None:
-            ends = self._ends = list(accumulate(map(len, chunks)))
+        ends = list(accumulate(map(len, chunks)))
         at: list[int] = []
         for rank in ranks:
             c = bisect_right(ends, rank)
             at += (c, rank - ends[c] + len(chunks[c]))
         self._at = at
         return at
-
-    def percentiles(self, *ps: int) -> list[float | None]:
-        """
-        Return the given percentiles (integers 0-100) of the window.
-
-        Linear interpolation between closest ranks, the default of
-        ``numpy.percentile`` and ``statistics.quantiles(method="inclusive")``:
-        with the samples sorted as ``x[0..n-1]`` and ``h = (n-1) * p / 100``,
-        the value is ``x[floor(h)] + (h - floor(h)) * (x[floor(h)+1] -
-        x[floor(h)])``; ``None`` for each when the window is empty.
-        """
-        n = len(self._ring)
-        if n == 0:
-            return [None] * len(ps)
-        if self._stale or self._new:
-            self._catch_up()
-        chunks = self._chunks
-        out: list[float | None] = []
-        if len(chunks) == 1:
-            # The one-chunk window, written out: indexing beats calling at().
-            only = chunks[0]
-            for p in ps:
-                lo, rem = divmod((n - 1) * p, 100)
-                x = only[lo]
-                out.append(x + rem / 100 * (only[lo + 1] - x) if rem else x)
-            return out
-        ends = self._ends
-        if ends is None:
-            ends = self._ends = list(accumulate(map(len, chunks)))
-
-        def at(k: int) -> float:
-            c = bisect_right(ends, k)
-            chunk = chunks[c]
-            return chunk[k - ends[c] + len(chunk)]
-
-        for p in ps:
-            # Integer arithmetic keeps the rank h exact.
-            lo, rem = divmod((n - 1) * p, 100)
-            x = at(lo)
-            if rem:
-                x += rem / 100 * (at(lo + 1) - x)
-            out.append(x)
-        return out
-
     # -- after an exception cut a change short (see the collector's _sync) --
 
     def repair(self) -> None:

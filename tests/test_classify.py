@@ -38,6 +38,46 @@ class Base(Exception):
     pass
 
 
+# Exceptions that match two categories at once, as real libraries raise them:
+# the documented order (timeout, network, validation) decides.
+class RequestException(OSError):
+    """Shaped like requests' base exception."""
+
+
+class RequestsConnectionError(RequestException):
+    pass
+
+
+RequestsConnectionError.__name__ = "ConnectionError"  # requests names it so
+
+
+class RequestsTimeout(RequestException):
+    pass
+
+
+RequestsTimeout.__name__ = "Timeout"
+
+
+class ConnectTimeout(RequestsConnectionError, RequestsTimeout):
+    """Shaped like requests.exceptions.ConnectTimeout: a ConnectionError and a Timeout."""
+
+
+class SocketConnectTimeout(ConnectionError, TimeoutError):
+    """A builtin ConnectionError that is also a builtin TimeoutError."""
+
+
+class TimeoutValidation(TimeoutError, ValueError):
+    pass
+
+
+class NetworkValueError(ConnectionError, ValueError):
+    """A network error that is also a ValueError: network comes before validation."""
+
+
+class ConnectionValidationError(Exception):
+    """Named for network and validation at once; network comes first."""
+
+
 class FetchTimeoutBase(Exception):
     pass
 
@@ -88,6 +128,27 @@ class TestClassifyError:
         """Each exception lands in the category the documented order gives."""
         assert expected is classify_error(exc)
 
+    @pytest.mark.parametrize(
+        ("exc", "expected"),
+        [
+            (ConnectTimeout(), ErrorCategory.TIMEOUT),
+            (SocketConnectTimeout(), ErrorCategory.TIMEOUT),
+            (TimeoutValidation(), ErrorCategory.TIMEOUT),
+            (NetworkValueError(), ErrorCategory.NETWORK),
+            (ConnectionValidationError(), ErrorCategory.NETWORK),
+        ],
+        ids=[
+            "requests-connect-timeout",
+            "connection-and-timeout-error",
+            "timeout-and-value-error",
+            "connection-and-value-error",
+            "named-connection-and-validation",
+        ],
+    )
+    def test_order_decides_between_two_categories(self, exc, expected):
+        """An exception of two categories gets the first of: timeout, network, validation."""
+        assert expected is classify_error(exc)
+
     def test_retry_error_uses_last_attempt(self):
         """A tenacity RetryError is classified by its last attempt's exception."""
 
@@ -122,10 +183,10 @@ class TestClassifyError:
         monkeypatch.setattr(_classify, "_BY_TYPE", {})
         for exc in [KeyError(), TimeoutError(), ValueError(), ConnectionError()]:
             classify_error(exc)
-        assert len(_classify._BY_TYPE) <= 2
+            assert len(_classify._BY_TYPE) <= 2  # never more, not even for a moment
         assert ErrorCategory.NETWORK is classify_error(ConnectionError())
 
     def test_not_an_exception(self):
         """Classifying something that is not an exception is a TypeError."""
-        with pytest.raises(TypeError, match="exc must be an exception"):
+        with pytest.raises(TypeError, match="^exc must be an exception, got str$"):
             classify_error("boom")  # type: ignore[arg-type]

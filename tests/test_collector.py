@@ -476,6 +476,41 @@ class TestThresholds:
         c.record_success("n", 1000.0)
         assert 2 == len(calls)
 
+    def test_latency_at_the_threshold_does_not_fire(self):
+        """A p99 exactly at the threshold is not above it; just past it, the callback fires."""
+        calls = []
+        c = NodeMetricsCollector(
+            window_size=2,
+            min_samples=1,
+            latency_threshold_ms=100.0,
+            on_latency_threshold=lambda node, p99: calls.append(p99),
+        )
+        c.record_success("n", 100.0)  # p99 of [100] is 100.0: at, not above
+        c.record_success("n", 100.0)
+        assert [] == calls
+        c.record_success("n", 100.5)  # [100, 100.5]: p99 = 100.495
+        assert [pytest.approx(100.495)] == calls
+
+    def test_failure_rate_at_the_threshold_does_not_fire(self):
+        """A failure rate exactly at the threshold is not above it."""
+        calls = []
+        c = NodeMetricsCollector(
+            window_size=4,
+            min_samples=4,
+            failure_rate_threshold=0.5,
+            on_failure_rate_threshold=lambda node, rate: calls.append(rate),
+        )
+        for failed in [True, False, True, False]:
+            if failed:
+                c.record_failure("n", 1.0)
+            else:
+                c.record_success("n", 1.0)
+        assert [] == calls  # F S F S: 0.5
+        c.record_failure("n", 1.0)  # S F S F: 0.5
+        assert [] == calls
+        c.record_failure("n", 1.0)  # F S F F: 0.75
+        assert [0.75] == calls
+
     def test_latency_crossing_in_a_window_of_many_chunks(self):
         """With several sorted chunks the callback fires at the crossing record, exactly."""
         calls = []
@@ -714,6 +749,21 @@ class TestMaxNodes:
         c.reset_node_metrics("a")
         c.record_success("b", 1.0)
         assert ["b"] == list(c.get_all_node_metrics())
+
+    def test_overflow_node_does_not_count_against_max_nodes(self):
+        """With an overflow node present, a reset still makes room for exactly one new name."""
+        c = NodeMetricsCollector(max_nodes=2)
+        for name in ["a", "b", "c"]:  # c overflows
+            c.record_success(name, 1.0)
+        c.reset_node_metrics("a")
+        c.record_success("d", 2.0)  # takes a's room
+        c.record_success("e", 3.0)  # full again: overflows
+        assert {"b", "d", OVERFLOW_NODE} == set(c.get_all_node_metrics())
+        assert (1, 2.0) == (
+            c.get_node_metrics("d").total_executions,
+            c.get_node_metrics("d").last_execution_ms,
+        )
+        assert 2 == c.get_node_metrics(OVERFLOW_NODE).total_executions
 
 
 class TestDefaultCollector:

@@ -206,14 +206,24 @@ class TestDicts:
             NodeMetrics.from_dict(d)
 
     def test_not_a_mapping(self):
-        """Something other than a mapping is a TypeError."""
-        with pytest.raises(TypeError, match="mapping"):
+        """Something other than a mapping is a TypeError naming what it got."""
+        with pytest.raises(TypeError, match="^mapping must be a mapping, got list$"):
             NodeMetrics.from_dict([("p50", 1.0)])  # type: ignore[arg-type]
 
     def test_contradiction(self):
         """A snapshot that contradicts itself is a ValueError naming the fields."""
         d = {**NodeMetrics().to_dict(), "total_executions": 1}
         with pytest.raises(ValueError, match="total_executions must equal success_count"):
+            NodeMetrics.from_dict(d)
+
+    def test_every_missing_and_unknown_field_listed(self):
+        """All missing fields, then all unknown ones, are listed, comma-separated."""
+        d = NodeMetrics().to_dict()
+        del d["p90"], d["p99"]
+        with pytest.raises(ValueError, match="^NodeMetrics is missing field\\(s\\): p90, p99$"):
+            NodeMetrics.from_dict(d)
+        d = {**NodeMetrics().to_dict(), "p75": 1.0, "p25": 2.0}
+        with pytest.raises(ValueError, match="^NodeMetrics has no field\\(s\\): p25, p75$"):
             NodeMetrics.from_dict(d)
 
     def test_bad_value(self):
@@ -249,7 +259,7 @@ class TestUnvalidatedSnapshot:
         node.last = samples[-1] if samples else None
         for value in samples:
             node.window.add(value, False)
-        p50, p90, p99 = node.window.percentiles(50, 90, 99)
+        p50, p90, p99 = node.window.p50_p90_p99()
         executions = node.success + sum(node.errors)
         errors = node.errors
 

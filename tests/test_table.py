@@ -1,8 +1,43 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from nodemetrics import NodeMetrics, NodeMetricsCollector, format_table
+
+
+def columns(rule: str) -> list[tuple[int, int]]:
+    """The (start, end) of each column, from the rule of dashes under the header."""
+    spans = []
+    start = None
+    for i, char in enumerate(rule + " "):
+        if char == "-" and start is None:
+            start = i
+        elif char != "-" and start is not None:
+            spans.append((start, i))
+            start = None
+    return spans
+
+
+def assert_aligned(table: str) -> None:
+    """
+    Every line is as wide as the rule, fits in 100 columns, and keeps its
+    cells inside the rule's columns: a blank between every two columns, and
+    no cell that starts or ends in a gap. Whatever the columns are.
+    """
+    lines = table.splitlines()
+    rule = lines[1]
+    assert set(rule) <= {"-", " "}
+    spans = columns(rule)
+    assert len(spans) >= 2
+    gaps = [i for (_, end), (start, _) in itertools.pairwise(spans) for i in range(end, start)]
+    for line in lines:
+        assert len(rule) == len(line), line
+        assert len(line) <= 100, line
+        assert all(line[i] == " " for i in gaps), line
+        # Each column holds one cell, text that does not run into the next.
+        assert len(spans) <= len(line.split()) or line.endswith("(no nodes)"), line
 
 
 def populated() -> NodeMetricsCollector:
@@ -29,8 +64,17 @@ class TestFormatTable:
             "retry", "canc", "intr", "p50", "ms", "p90", "ms", "p99", "ms", "fail%",
         ]  # fmt: skip
         assert ["fetch", "only-retries", "parse"] == [line.split()[0] for line in lines[2:]]
-        assert 1 == len({len(line) for line in lines[:2]})
-        assert all(len(line) <= 100 for line in lines)
+        assert_aligned(table)
+
+    def test_every_line_aligned_whatever_the_values(self):
+        """Wide numbers, long and short names: every line keeps to the rule's columns."""
+        c = populated()
+        c.record_success("x" * 300, 123_456.0)
+        c.record_success("s", 0.001)
+        for _ in range(12_345):
+            c.record_retry("retried-a-lot")
+        c.record_failure("big", 9_999_999.0, ConnectionError())
+        assert_aligned(format_table(c))
 
     def test_values(self):
         """The cells are the snapshot's numbers."""
@@ -84,7 +128,7 @@ class TestFormatTable:
         c.record_success("x" * 300, 123_456.0)
         c.record_success("short", 0.001)
         lines = format_table(c).splitlines()
-        assert all(len(line) <= 100 for line in lines)
+        assert_aligned(format_table(c))
         assert "…" in lines[3]
         assert "123,456" in lines[3]
 

@@ -32,26 +32,33 @@ def close(expected: list[float | None], actual: list[float | None]) -> bool:
 
 
 values = st.floats(min_value=0.0, max_value=1e9, allow_nan=False, allow_infinity=False)
-# An action is a sample to add, a list of successes to extend by, or the name
-# of the method to read the percentiles with now (which catches the sorted
-# chunks up; the other method then reads them as they are).
-reads = st.sampled_from(["p50_p90_p99", "percentiles"])
+# An action is a sample to add, a list of successes to extend by, or a read
+# (which catches the sorted chunks up with everything since the last one).
 actions = st.lists(
-    reads | st.tuples(values, st.booleans()) | st.lists(values, max_size=90), max_size=300
+    st.just("read") | st.tuples(values, st.booleans()) | st.lists(values, max_size=90),
+    max_size=300,
 )
 # Few distinct values, so that equal samples are common.
 ties = st.integers(0, 6).map(float)
+
+
+def fresh(size: int, samples: list[float]) -> RollingWindow:
+    """A window that was given *samples* and never read: its first read sorts afresh."""
+    window = RollingWindow(size)
+    for value in samples:
+        window.add(value, False)
+    return window
 
 
 def add_then_read(window: RollingWindow, model: deque[float], value: float) -> None:
     """Add a sample, read at once, and check the read against the model."""
     window.add(value, False)
     model.append(value)
-    fast = list(window.p50_p90_p99())
-    assert close(oracle(list(model)), fast)
-    # percentiles() finds the ranks afresh, without the look-ups
-    # p50_p90_p99() moved along.
-    assert window.percentiles(50, 90, 99) == fast
+    read = window.p50_p90_p99()
+    assert close(oracle(list(model)), list(read))
+    # A fresh window finds the ranks afresh, without the look-ups that
+    # p50_p90_p99() moved along: the very same floats.
+    assert fresh(window._size, list(model)).p50_p90_p99() == read
 
 
 @pytest.fixture(params=[1024, 3, 1], ids=["one-chunk", "many-chunks", "tiny-chunks"])
@@ -71,14 +78,13 @@ class TestRollingWindow:
         """Percentiles, length and failure count match a plain model at every read."""
         window = RollingWindow(size, count_failures=True)
         model: deque[tuple[float, bool]] = deque(maxlen=size)
-        for action in [*script, "percentiles"]:
+        for action in [*script, "read"]:
             if isinstance(action, str):
                 samples = [v for v, _ in model]
-                if action == "percentiles":
-                    assert close(oracle(samples), window.percentiles(50, 90, 99))
-                else:
-                    assert close(oracle(samples), list(window.p50_p90_p99()))
-                assert window.percentiles(50, 90, 99) == list(window.p50_p90_p99())
+                read = window.p50_p90_p99()
+                assert close(oracle(samples), list(read))
+                assert fresh(size, samples).p50_p90_p99() == read
+                assert read == window.p50_p90_p99()  # a second read changes nothing
                 assert len(model) == len(window)
                 assert sum(f for _, f in model) == window.failures
             elif isinstance(action, list):
@@ -101,14 +107,14 @@ class TestRollingWindow:
 
     def test_empty(self, load):
         """An empty window has no percentiles."""
-        assert [None, None, None] == RollingWindow(5).percentiles(50, 90, 99)
+        assert (None, None, None) == RollingWindow(5).p50_p90_p99()
         assert 0 == len(RollingWindow(5))
 
     def test_single_sample(self, load):
         """With one sample every percentile is that sample."""
         w = RollingWindow(5)
         w.add(7.25, False)
-        assert [7.25, 7.25, 7.25, 7.25] == w.percentiles(0, 50, 99, 100)
+        assert (7.25, 7.25, 7.25) == w.p50_p90_p99()
 
     def test_linear_interpolation(self, load):
         """The documented formula: h=(n-1)p/100 between the closest ranks."""
@@ -116,14 +122,14 @@ class TestRollingWindow:
         for v in [10.0, 20.0, 30.0, 40.0]:
             w.add(v, False)
         # n=4: h(50)=1.5 -> 25; h(90)=2.7 -> 37; h(99)=2.97 -> 39.7
-        assert [25.0, 37.0, pytest.approx(39.7)] == w.percentiles(50, 90, 99)
+        assert (25.0, 37.0, pytest.approx(39.7)) == w.p50_p90_p99()
 
     def test_evicts_oldest(self, load):
         """Past its size the window forgets the oldest samples first."""
         w = RollingWindow(3)
         for v in [100.0, 1.0, 2.0, 3.0]:
             w.add(v, False)
-        assert [1.0, 3.0] == w.percentiles(0, 100)
+        assert (2.0, 2.8, pytest.approx(2.98)) == w.p50_p90_p99()
 
     def test_stale_rebuild_at_scale(self, load):
         """Many adds between reads (the sort-afresh path) stay exact."""
@@ -132,18 +138,43 @@ class TestRollingWindow:
         for i, v in enumerate(data):
             w.add(v, False)
             if i in (10, 2500):
-                w.percentiles(50)
-        assert close(oracle(data[-1000:]), w.percentiles(50, 90, 99))
+                w.p50_p90_p99()
+        assert close(oracle(data[-1000:]), list(w.p50_p90_p99()))
+
+    @pytest.mark.parametrize("k", [2, 37, 249])
+    def test_many_notes_merged_across_chunks(self, load, k):
+        """k samples in and out between reads (fewer than a quarter): exact at every read."""
+        rng = random.Random(k)  # noqa: S311 -- reproducible test data
+        w = RollingWindow(1000)
+        model: deque[float] = deque(maxlen=1000)
+        for _ in range(12):
+            for _ in range(k):
+                value = float(rng.randint(0, 50)) if rng.random() < 0.3 else rng.random() * 100
+                w.add(value, False)
+                model.append(value)
+            read = w.p50_p90_p99()
+            assert close(oracle(list(model)), list(read))
+            assert fresh(1000, list(model)).p50_p90_p99() == read
+
+    def test_ranks_of_every_length_with_an_empty_cache(self, monkeypatch):
+        """
+        Every window length's ranks, computed afresh (the cache emptied, so
+        that no earlier test's lengths hide a wrong rank), give the oracle's
+        percentiles; and the cache then holds exactly those ranks.
+        """
+        monkeypatch.setattr(_window, "_RANKS", {})
+        for n in range(1, 260):
+            samples = [float(v * v % 1013) for v in range(n)]  # distinct enough
+            assert close(oracle(samples), list(fresh(n, samples).p50_p90_p99()))
+            assert _window._ranks(n) == _window._RANKS[n]
 
     def test_rank_cache_is_bounded(self, monkeypatch):
         """Ranks are kept for a bounded number of window lengths, right either way."""
         monkeypatch.setattr(_window, "_RANKS", {})
         monkeypatch.setattr(_window, "_RANKS_KEPT", 2)
         for n in (3, 4, 5):
-            w = RollingWindow(n)
-            for v in range(n):
-                w.add(float(v), False)
-            assert w.percentiles(50, 90, 99) == list(w.p50_p90_p99())
+            w = fresh(n, [float(v) for v in range(n)])
+            assert close(oracle([float(v) for v in range(n)]), list(w.p50_p90_p99()))
         assert {3, 4} == set(_window._RANKS)
 
     def test_failures_not_counted_by_default(self, load):
@@ -157,15 +188,28 @@ class TestChunks:
     def test_emptied_chunk_is_removed(self, monkeypatch):
         """Evicting every sample of a chunk removes the chunk and its maximum."""
         monkeypatch.setattr(_window, "_LOAD", 1)
-        w = RollingWindow(3)
-        for v in [1.0, 2.0, 3.0]:
-            w.add(v, False)
-        assert [1.0, 3.0] == w.percentiles(0, 100)
+        w = fresh(3, [1.0, 2.0, 3.0])
+        assert (2.0, 2.8, pytest.approx(2.98)) == w.p50_p90_p99()
         for v in [4.0, 5.0, 6.0]:
             w.add(v, False)
-        assert [4.0, 5.0, 6.0] == w.percentiles(0, 50, 100)
+        assert (5.0, 5.8, pytest.approx(5.98)) == w.p50_p90_p99()
+        assert [4.0, 5.0, 6.0] == [v for chunk in w._chunks for v in chunk]
         assert len(w._chunks) == len(w._maxes)
         assert [c[-1] for c in w._chunks] == w._maxes
+
+    @pytest.mark.parametrize("k", [1, 7])
+    def test_chunks_never_exceed_twice_the_load(self, monkeypatch, k):
+        """Reading after every k samples, no chunk is ever empty or over 2 * _LOAD long."""
+        monkeypatch.setattr(_window, "_LOAD", 3)
+        rng = random.Random(k)  # noqa: S311 -- reproducible test data
+        w = RollingWindow(40)
+        for _ in range(300):
+            for _ in range(k):
+                w.add(rng.random(), False)
+            w.p50_p90_p99()
+            assert all(1 <= len(chunk) <= 6 for chunk in w._chunks)
+            if len(w._chunks) > 1:  # a lone chunk's maximum may lag; nothing reads it
+                assert [chunk[-1] for chunk in w._chunks] == w._maxes
 
     @pytest.mark.parametrize("load", [1, 2, 3])
     def test_moved_look_ups_stay_exact(self, monkeypatch, load):

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import json
 import textwrap
+import tracemalloc
+
+from pathlib import Path
+
+from _internals import window_notes, window_of
 
 from nodemetrics import NodeMetricsCollector
 
@@ -19,9 +24,11 @@ BOUND_MB = 40
 # recordings tenfold.
 MILLION_OVER_FIFTY_THOUSAND = textwrap.dedent(
     """
-    import json, tracemalloc
+    import json, sys, tracemalloc
     from loguru import logger
     from nodemetrics import NodeMetricsCollector
+    sys.path.insert(0, TESTS_DIR)
+    from _internals import node_names, window_of
 
     warnings = []
     logger.remove()
@@ -40,12 +47,12 @@ MILLION_OVER_FIFTY_THOUSAND = textwrap.dedent(
         "nodes": len(snapshots),
         "executions": sum(m.total_executions for m in snapshots.values()),
         "overflow": snapshots["__overflow__"].total_executions,
-        "largest_window": max(len(s.window) for s in c._nodes.values()),
+        "largest_window": max(len(window_of(c, n)) for n in node_names(c)),
         "traced_mb": current / 1e6,
         "max_nodes_warnings": sum("nodemetrics.max_nodes" in w for w in warnings),
     }))
     """
-)
+).replace("TESTS_DIR", repr(str(Path(__file__).parents[1])))
 
 
 def test_a_million_executions_over_fifty_thousand_names(fresh_python):
@@ -66,6 +73,28 @@ def test_window_never_exceeds_its_size():
     c = NodeMetricsCollector(window_size=7)
     for i in range(1_000):
         c.record_success("n", float(i))
-        assert len(c._nodes["n"].window) == min(i + 1, 7)
+        assert len(window_of(c, "n")) == min(i + 1, 7)
     m = c.get_node_metrics("n")
     assert (996.0, 998.4) == (m.p50, m.p90)  # the last 7 samples, 993 to 999
+
+
+def test_unread_window_notes_stay_bounded():
+    """
+    Guards the notes' bound: 100,000 records into a window of 100 that nobody
+    reads keep at most a quarter of the window noted as come and as gone
+    (README "Bounded"), and the collector's memory does not grow with them.
+    """
+    c = NodeMetricsCollector(window_size=100)
+    c.record_success("n", 0.0)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(100_000):
+            c.record_success("n", float(i % 997))
+            if i % 1_000 == 0:
+                assert window_notes(window_of(c, "n")) <= 2 * 25
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 200_000, f"{grown:,} bytes kept by 100,000 unread records"
+    assert 100_001 == c.get_node_metrics("n").total_executions

@@ -6,6 +6,12 @@ import asyncio
 import sys
 import threading
 
+from collections.abc import Iterator
+
+import pytest
+
+from _internals import batch_of
+
 from nodemetrics import NodeMetrics, NodeMetricsCollector, metered
 
 
@@ -33,17 +39,38 @@ def check(m: NodeMetrics) -> None:
     assert m.last_execution_ms in DURATIONS
 
 
+# A deadlock must fail the test within seconds, not hang the run.
+DEADLINE_S = 60.0
+
+
+@pytest.fixture(autouse=True)
+def switch_threads_often() -> Iterator[None]:
+    """
+    Switch threads as often as CPython will (every bytecode boundary it checks).
+
+    At the default 5 ms a reader rarely lands inside a recording, and a
+    reader that took no lock at all would pass.
+    """
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    yield
+    sys.setswitchinterval(interval)
+
+
 def run(
     workers: list[threading.Thread], watchers: list[threading.Thread], done: threading.Event
 ) -> None:
     """Start all; once the workers have finished, set *done* and wait for the watchers."""
     for t in watchers + workers:
+        t.daemon = True  # a deadlocked one must not keep the test process alive
         t.start()
     for t in workers:
-        t.join()
+        t.join(DEADLINE_S)
     done.set()
     for t in watchers:
-        t.join()
+        t.join(DEADLINE_S)
+    stuck = [t.name for t in workers + watchers if t.is_alive()]
+    assert [] == stuck, f"still running after {DEADLINE_S} s: deadlocked?"
 
 
 def record(c: NodeMetricsCollector, i: int) -> None:
@@ -146,16 +173,60 @@ def test_timed_successes_are_never_lost(logs):
 
     others = [threading.Thread(target=disturber) for _ in range(2)]
     timers = [threading.Thread(target=timer, args=(t,)) for t in range(4)]
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)  # switch threads as often as CPython will
-    try:
-        run(timers, others, done)
-    finally:
-        sys.setswitchinterval(interval)
+    run(timers, others, done)
 
     assert [] == failures
     assert [] == logs.of_level("ERROR")
     m = c.get_node_metrics("shared")
     assert 1 + 4 * per_thread == m.success_count
     assert m.success_count + m.failure_count == m.total_executions
-    assert [] == c._nodes["shared"].batch
+    assert [] == batch_of(c, "shared")
+
+
+PER_RECORDER = 60_000
+
+
+def test_a_read_never_lands_inside_a_recording():
+    """
+    Guards against readers that skip the lock: 3 threads read while 2 record
+    failures into one node and add new nodes; every snapshot's categories sum
+    to its failures, and reading every node never trips over a new one.
+    """
+    c = NodeMetricsCollector(window_size=8, max_nodes=None)
+    done = threading.Event()
+    failures: list[BaseException] = []
+    reads = [0]
+    categories = ["timeout", "validation", "network", "other"]
+
+    def recorder(t: int) -> None:
+        for i in range(PER_RECORDER):
+            if i % 3:
+                c.record_failure("n", DURATIONS[i % 5], category=categories[(t + i) % 4])
+            else:
+                c.record_success("n", DURATIONS[i % 5])
+            if i % 50 == 0:
+                c.record_retry(f"new-{t}-{i}")
+
+    def reader() -> None:
+        try:
+            while not done.is_set():
+                check(c.get_node_metrics("n"))
+                for m in c.get_all_node_metrics().values():
+                    check(m)
+                reads[0] += 1
+        except BaseException as e:
+            failures.append(e)
+            raise
+
+    readers = [threading.Thread(target=reader) for _ in range(3)]
+    recorders = [threading.Thread(target=recorder, args=(t,)) for t in range(2)]
+    run(recorders, readers, done)
+
+    assert [] == failures
+    assert reads[0] > 100
+    assert 1 + 2 * PER_RECORDER // 50 == len(c.get_all_node_metrics())
+    m = c.get_node_metrics("n")
+    assert (2 * PER_RECORDER, 2 * (PER_RECORDER - PER_RECORDER // 3)) == (
+        m.total_executions,
+        m.failure_count,
+    )

@@ -3,27 +3,52 @@
 from __future__ import annotations
 
 import os
+import signal
 import textwrap
+import threading
+import time
+import warnings
 
 import pytest
+
+from _internals import holding_lock, lock_held
 
 from nodemetrics import NodeMetricsCollector
 
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 
+# A child deadlocked on a lock copied from the parent must fail the test in
+# seconds, not hang it.
+CHILD_DEADLINE_S = 10.0
+HUNG = "hung"
 
-def run_in_child(fn) -> int:
-    """Run fn in a forked child; return its exit status (0 when fn returns True)."""
-    pid = os.fork()
+
+def run_in_child(fn) -> int | str:
+    """
+    Run fn in a forked child; return its exit status (0 when fn returns True),
+    or HUNG if it has not exited within CHILD_DEADLINE_S (it is then killed).
+    """
+    with warnings.catch_warnings():
+        # 3.12+ warns that fork() with threads running may deadlock: that is
+        # what these tests check does not happen.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
     if pid == 0:
         code = 1
         try:
             code = 0 if fn() else 1
         finally:
             os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
+    deadline = time.monotonic() + CHILD_DEADLINE_S
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)  # polling a child process; no race depends on it
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return HUNG
 
 
 # Run in a fresh interpreter: coverage's tracer, which traces the threads of
@@ -31,7 +56,7 @@ def run_in_child(fn) -> int:
 # Python 3.10), and that is not what this test is about.
 FORK_AMID_THREADS = textwrap.dedent(
     """
-    import os, threading, warnings
+    import os, signal, threading, time, warnings
     warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork() with threads
     from nodemetrics import NodeMetricsCollector
 
@@ -60,8 +85,15 @@ FORK_AMID_THREADS = textwrap.dedent(
                 and c.get_node_metrics("child").success_count == 1
             )
             os._exit(0 if ok else 1)
-        _, status = os.waitpid(pid, 0)
-        bad += os.waitstatus_to_exitcode(status) != 0
+        deadline = time.monotonic() + 10  # a deadlocked child fails, not hangs
+        while not (done := os.waitpid(pid, os.WNOHANG))[0] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if not done[0]:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            bad += 1
+            break  # one hung child is enough to know
+        bad += os.waitstatus_to_exitcode(done[1]) != 0
     stop.set()
     for t in threads:
         t.join()
@@ -75,7 +107,7 @@ FORK_AMID_THREADS = textwrap.dedent(
 
 class TestFork:
     def test_child_records_while_parent_threads_record(self, fresh_python):
-        """20 forks amid 3 recording threads: every child records and reads at once."""
+        """20 forks amid 3 recording threads: every child records and reads within 10 s."""
         result = fresh_python(FORK_AMID_THREADS)
         assert 0 == result.returncode, result.stderr
         assert "children failed: 0" == result.stdout.strip()
@@ -94,14 +126,37 @@ class TestFork:
         c.record_success("n", 1.0)
         m = c.get_node_metrics("n")
         assert (2, 0) == (m.total_executions, m.failure_count)
-        assert not c._guard.lock._is_owned()
+        assert not lock_held(c)
 
     def test_child_gets_a_fresh_lock(self):
-        """A lock held at fork time (by a thread that does not exist in the child) is replaced."""
+        """
+        Guards the fork hooks: while another thread holds the collector's lock
+        (mid-recording), the process forks; the child, where that thread does
+        not exist, records and reads within seconds instead of deadlocking.
+        """
         c = NodeMetricsCollector()
+        c.record_success("n", 1.0)
+        holding = threading.Event()
+        release = threading.Event()
+
+        def holder():
+            with holding_lock(c):
+                holding.set()
+                release.wait(30)
+
+        thread = threading.Thread(target=holder, daemon=True)
+        thread.start()
+        assert holding.wait(5)
 
         def child():
-            c.record_success("n", 1.0)
-            return c.get_node_metrics("n").total_executions == 1
+            c.record_success("n", 2.0)
+            m = c.get_node_metrics("n")
+            return (m.total_executions, m.last_execution_ms) == (2, 2.0)
 
-        assert 0 == run_in_child(child)
+        try:
+            status = run_in_child(child)
+        finally:
+            release.set()
+            thread.join(5)
+        assert 0 == status
+        assert 1 == c.get_node_metrics("n").total_executions  # the parent, untouched

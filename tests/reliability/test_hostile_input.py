@@ -7,6 +7,7 @@ import decimal
 import fractions
 import json
 import math
+import re
 
 import pytest
 
@@ -99,20 +100,86 @@ def seeded() -> NodeMetricsCollector:
     return c
 
 
+def names_the(argument: str, error: Exception) -> bool:
+    """Whether the error's message begins with the argument's name, as every refusal does."""
+    return re.match(rf"{re.escape(argument)}\b", str(error)) is not None
+
+
+FIELDS = {"timeout": "timeout_errors", "validation": "validation_errors"}
+FIELDS |= {"network": "network_errors", "other": "other_errors"}
+
+
+def expected_after(method: str, kwargs: dict, before: dict) -> dict:
+    """What to_dict() must say after an accepted call of *method* with *kwargs*."""
+    after = json.loads(json.dumps(before))
+    node = kwargs["node"]
+    if method in {"get_node_metrics", "track", "retry_hook"}:
+        return after  # reading, or making a tracker or hook, records nothing
+    if method == "reset_node_metrics":
+        if node is None:
+            return {}  # None resets every node
+        after.pop(node, None)
+        return after
+    m = after.setdefault(node, NodeMetrics().to_dict())
+    if method == "record_retry":
+        m["retry_count"] += 1
+        return after
+    if method == "record_cancellation":
+        m["cancelled_count"] += 1
+        return after
+    if method == "record_interruption":
+        m["interrupted_count"] += 1
+        return after
+    duration = max(float(kwargs["duration_ms"]), 0.0) + 0.0
+    m["total_executions"] += 1
+    m["last_execution_ms"] = duration
+    if method == "record_success":
+        m["success_count"] += 1
+    else:
+        m["failure_count"] += 1
+        error, category = kwargs["error"], kwargs["category"]
+        if category is None:
+            category = "other" if error is None else classify_error(error)
+        m[FIELDS[str(category)]] += 1
+    return after
+
+
+def counts(d: dict) -> dict:
+    """The snapshot without the fields that depend on the window's arithmetic."""
+    skip = {"p50", "p90", "p99", "avg_execution_ms"}
+    return {n: {k: v for k, v in m.items() if k not in skip} for n, m in d.items()}
+
+
 class TestRecordingArguments:
     @pytest.mark.parametrize(("method", "argument"), TARGETS)
     @quiet
     @given(value=anything)
     def test_recorded_or_refused_unchanged(self, method, argument, value):
-        """Each argument of each method: a normal call, or a named error and no change."""
+        """
+        Each argument of each method: refused with an error whose message
+        begins with the argument's name, changing nothing; or accepted, and
+        then recorded exactly as a valid call would be.
+        """
         c = seeded()
         before = c.to_dict()
         kwargs = {**CALLS[method], argument: value}
         try:
-            getattr(c, method)(**kwargs)
+            result = getattr(c, method)(**kwargs)
         except (TypeError, ValueError) as e:
-            assert argument in str(e)
+            assert names_the(argument, e), str(e)
             assert before == c.to_dict()
+            return
+        assert counts(expected_after(method, kwargs, before)) == counts(c.to_dict())
+        if method == "get_node_metrics":
+            assert before.get(kwargs["node"], NodeMetrics().to_dict()) == result.to_dict()
+        elif method == "track":
+            with result:
+                pass
+            node = kwargs["node"]
+            was = before.get(node, {"success_count": 0})["success_count"]
+            assert 1 + was == c.get_node_metrics(node).success_count
+        elif method == "retry_hook":
+            assert callable(result)
 
     @quiet
     @given(node=names, duration=durations)
@@ -148,8 +215,12 @@ class TestConstructors:
         try:
             c = NodeMetricsCollector(**{option: value})
         except (TypeError, ValueError) as e:
-            assert option in str(e)
+            assert names_the(option, e), str(e)
         else:
+            kept = getattr(c, option)
+            # Kept as given, or as the plain int it equals, or the float
+            # float() makes of it (a threshold is compared as a float).
+            assert kept is value or (type(kept) in (int, float) and kept == type(kept)(value))
             c.record_success("n", 1.0)
             assert 1 == c.get_node_metrics("n").total_executions
 
@@ -161,8 +232,11 @@ class TestConstructors:
         try:
             m = NodeMetrics(**{field: value})
         except (TypeError, ValueError) as e:
-            assert field in str(e)
+            # A value of the right kind that contradicts the other fields (a
+            # count of 1 with no execution) is refused naming both sides.
+            assert names_the(field, e) or field in str(e), str(e)
         else:
+            assert value == getattr(m, field)
             assert m == NodeMetrics.from_dict(json.loads(json.dumps(m.to_dict())))
 
     @quiet
@@ -179,7 +253,7 @@ class TestConstructors:
         try:
             decorator = metered(name, collector=collector)
         except (TypeError, ValueError) as e:
-            assert "name" in str(e) or "collector" in str(e)
+            assert names_the("name", e) or names_the("collector", e), str(e)
         else:
             if callable(name):
                 return
@@ -194,7 +268,7 @@ class TestConstructors:
         try:
             category = classify_error(value)
         except TypeError as e:
-            assert "exc" in str(e)
+            assert names_the("exc", e), str(e)
         else:
             assert category in ErrorCategory
 

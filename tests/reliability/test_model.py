@@ -2,29 +2,24 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 import statistics
 
 from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 
+from _internals import fake_clock, window_of
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from loguru import logger
 
-from nodemetrics import (
-    ErrorCategory,
-    NodeMetricsCollector,
-    _instrument,
-    _tracker,
-    classify_error,
-    metered,
-)
+from nodemetrics import OVERFLOW_NODE, ErrorCategory, NodeMetricsCollector, _window, metered
+
+
+class ConnectTimeout(ConnectionError, TimeoutError):
+    """A network error and a timeout at once, like requests' ConnectTimeout: a timeout."""
 
 
 NODES = st.sampled_from(["a", "b", "ü-node"])
@@ -34,24 +29,29 @@ DURATIONS = (
     | st.sampled_from([0.0, -0.0, 1.0])
 )
 CATEGORIES = st.sampled_from([*ErrorCategory, *(c.value for c in ErrorCategory)])
-ERRORS = st.sampled_from(
-    [TimeoutError(), ValueError(), ConnectionResetError(), KeyError(), RuntimeError(), None]
-)
+# Each error with the category the README's order gives it, written out here
+# rather than asked of classify_error().
+ERRORS_AND_CATEGORIES = [
+    (TimeoutError(), "timeout"),
+    (ValueError(), "validation"),
+    (ConnectionResetError(), "network"),
+    (ConnectTimeout(), "timeout"),
+    (KeyError(), "other"),
+    (RuntimeError(), "other"),
+    (None, "other"),
+]
+ERRORS = st.sampled_from(ERRORS_AND_CATEGORIES)
 # Nanoseconds that timed calls take, by a fake clock; bursts long enough to
 # fill a batch (32) twice.
 ELAPSED = st.lists(st.integers(min_value=0, max_value=10**12), min_size=1, max_size=70)
 
 
-@contextmanager
-def fake_clock(module: object, elapsed_ns: list[int]) -> Iterator[None]:
-    """Make *module*'s perf_counter_ns tick: each timed call takes the next *elapsed_ns*."""
-    ticks = itertools.chain.from_iterable((0, ns) for ns in elapsed_ns)
-    real = module.perf_counter_ns  # type: ignore[attr-defined]
-    module.perf_counter_ns = ticks.__next__  # type: ignore[attr-defined]
-    try:
-        yield
-    finally:
-        module.perf_counter_ns = real  # type: ignore[attr-defined]
+def p99_by_the_formula(samples: list[float]) -> float:
+    """The README's interpolation, written out: what a latency threshold compares."""
+    ordered = sorted(samples)
+    lo, rem = divmod((len(ordered) - 1) * 99, 100)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + rem / 100 * (ordered[hi] - ordered[lo])
 
 
 class ModelNode:
@@ -62,17 +62,18 @@ class ModelNode:
         self.failures: dict[str, int] = {c.value: 0 for c in ErrorCategory}
         self.retries = 0
         self.cancelled = 0
-        self.interrupted = 0
         self.durations: list[float] = []
-        self.window: deque[float] = deque(maxlen=window_size)
+        self.window: deque[tuple[float, bool]] = deque(maxlen=window_size)
+        self.rate_armed = True
+        self.latency_armed = True
 
-    def execute(self, duration: float) -> None:
+    def execute(self, duration: float, failed: bool = False) -> None:
         duration = max(0.0, float(duration))
         self.durations.append(duration)
-        self.window.append(duration)
+        self.window.append((duration, failed))
 
     def percentiles(self) -> list[float | None]:
-        data = list(self.window)
+        data = [d for d, _ in self.window]
         if not data:
             return [None, None, None]
         if len(data) == 1:
@@ -82,38 +83,110 @@ class ModelNode:
 
 
 class CollectorMachine(RuleBasedStateMachine):
+    """
+    Random sequences of every operation against the model, on windows of one
+    chunk and of many (the chunk size shrunk), with thresholds and max_nodes
+    drawn too. Snapshots are read only when a rule reads, so timed successes
+    pile up in batches and windows catch up many notes at once.
+    """
+
     def __init__(self) -> None:
         super().__init__()
         self.model: dict[str, ModelNode] = {}
+        self.fired: list[tuple[str, str, float]] = []
+        self.expected: list[tuple[str, str, float]] = []
+        self.load = _window._LOAD
         logger.disable("nodemetrics")  # negative durations warn; not the point here
 
     def teardown(self) -> None:
-        logger.enable("nodemetrics")
+        try:
+            if hasattr(self, "collector"):
+                self.get_all()  # a last read of everything
+        finally:
+            _window._LOAD = self.load
+            logger.enable("nodemetrics")
 
-    @initialize(window_size=st.integers(1, 12))
-    def make(self, window_size: int) -> None:
+    @initialize(
+        window_size=st.integers(1, 12) | st.integers(13, 40),
+        load=st.sampled_from([1024, 2, 5]),
+        rate=st.sampled_from([None, 0.0, 0.3, 0.5]),
+        latency=st.sampled_from([None, 0.0, 1.0, 1e3]),
+        min_samples=st.integers(1, 5),
+        max_nodes=st.sampled_from([None, 1, 2]),
+    )
+    def make(self, window_size, load, rate, latency, min_samples, max_nodes):  # noqa: PLR0917
+        # A chunk size of 2 or 5 splits a window of 40 into many chunks.
+        _window._LOAD = load
         self.window_size = window_size
-        self.collector = NodeMetricsCollector(window_size=window_size, max_nodes=None)
+        self.rate, self.latency, self.min_samples, self.max_nodes = (
+            rate,
+            latency,
+            min_samples,
+            max_nodes,
+        )
+        self.collector = NodeMetricsCollector(
+            window_size=window_size,
+            max_nodes=max_nodes,
+            min_samples=min_samples,
+            failure_rate_threshold=rate,
+            on_failure_rate_threshold=None
+            if rate is None
+            else (lambda node, r: self.fired.append(("rate", node, r))),
+            latency_threshold_ms=latency,
+            on_latency_threshold=None
+            if latency is None
+            else (lambda node, p99: self.fired.append(("latency", node, p99))),
+        )
+
+    def resolve(self, name: str) -> str:
+        """The node a recording for *name* lands in: itself, or the overflow node."""
+        if name in self.model or self.max_nodes is None:
+            return name
+        named = sum(n != OVERFLOW_NODE for n in self.model)
+        return name if named < self.max_nodes else OVERFLOW_NODE
 
     def node(self, name: str) -> ModelNode:
-        return self.model.setdefault(name, ModelNode(self.window_size))
+        return self.model.setdefault(self.resolve(name), ModelNode(self.window_size))
+
+    def execute(self, name: str, duration: float, failed: bool) -> None:
+        """One execution in the model, and the threshold callbacks it must fire."""
+        node = self.resolve(name)
+        m = self.node(name)
+        m.execute(duration, failed)
+        n = len(m.window)
+        if n < self.min_samples:
+            return
+        if self.rate is not None:
+            rate = sum(f for _, f in m.window) / n
+            if rate > self.rate:
+                if m.rate_armed:
+                    m.rate_armed = False
+                    self.expected.append(("rate", node, rate))
+            else:
+                m.rate_armed = True
+        if self.latency is not None:
+            p99 = p99_by_the_formula([d for d, _ in m.window])
+            if p99 > self.latency:
+                if m.latency_armed:
+                    m.latency_armed = False
+                    self.expected.append(("latency", node, p99))
+            else:
+                m.latency_armed = True
 
     @rule(node=NODES, duration=DURATIONS)
     def success(self, node, duration):
         self.collector.record_success(node, duration)
-        m = self.node(node)
-        m.success += 1
-        m.execute(duration)
+        self.node(node).success += 1
+        self.execute(node, duration, False)
 
     def timed(self, node: str, elapsed_ns: list[int]) -> None:
-        m = self.node(node)
         for ns in elapsed_ns:
-            m.success += 1
-            m.execute(ns / 1e6)
+            self.node(node).success += 1
+            self.execute(node, ns / 1e6, False)
 
     @rule(node=NODES, elapsed_ns=ELAPSED)
     def tracked(self, node, elapsed_ns):
-        with fake_clock(_tracker, elapsed_ns):
+        with fake_clock(elapsed_ns):
             for _ in elapsed_ns:
                 with self.collector.track(node):
                     pass
@@ -122,7 +195,7 @@ class CollectorMachine(RuleBasedStateMachine):
     @rule(node=NODES, elapsed_ns=ELAPSED)
     def metered_calls(self, node, elapsed_ns):
         call = metered(node, collector=self.collector)(lambda: None)
-        with fake_clock(_instrument, elapsed_ns):
+        with fake_clock(elapsed_ns):
             for _ in elapsed_ns:
                 call()
         self.timed(node, elapsed_ns)
@@ -131,22 +204,22 @@ class CollectorMachine(RuleBasedStateMachine):
     def tracked_then_failure(self, node, elapsed_ns, duration):
         """A failure recorded while tracked successes wait in a batch lands after them."""
         self.tracked(node, elapsed_ns)
-        self.failure_with_category(node, duration, "network", None)
+        self.failure_with_category(node, duration, "network", (None, "other"))
+
+    def failed(self, node: str, duration: float, category: str) -> None:
+        self.node(node).failures[category] += 1
+        self.execute(node, duration, True)
 
     @rule(node=NODES, duration=DURATIONS, category=CATEGORIES, error=ERRORS)
     def failure_with_category(self, node, duration, category, error):
-        self.collector.record_failure(node, duration, error, category=category)
-        m = self.node(node)
-        m.failures[ErrorCategory(category).value] += 1
-        m.execute(duration)
+        self.collector.record_failure(node, duration, error[0], category=category)
+        self.failed(node, duration, ErrorCategory(category).value)
 
     @rule(node=NODES, duration=DURATIONS, error=ERRORS)
     def failure_classified(self, node, duration, error):
-        self.collector.record_failure(node, duration, error)
-        m = self.node(node)
-        category = ErrorCategory.OTHER if error is None else classify_error(error)
-        m.failures[category.value] += 1
-        m.execute(duration)
+        exc, category = error
+        self.collector.record_failure(node, duration, exc)
+        self.failed(node, duration, category)
 
     @rule(node=NODES, attempt=st.none() | st.integers(1, 50))
     def retry(self, node, attempt):
@@ -157,11 +230,6 @@ class CollectorMachine(RuleBasedStateMachine):
     def cancel(self, node):
         self.collector.record_cancellation(node)
         self.node(node).cancelled += 1
-
-    @rule(node=NODES)
-    def interrupt(self, node):
-        self.collector.record_interruption(node)
-        self.node(node).interrupted += 1
 
     @rule(node=NODES)
     def reset_one(self, node):
@@ -177,15 +245,20 @@ class CollectorMachine(RuleBasedStateMachine):
     def get(self, node):
         self.check(node, self.collector.get_node_metrics(node))
 
-    @invariant()
-    def every_snapshot_matches(self):
-        if not hasattr(self, "collector"):
-            return
+    @rule()
+    def get_all(self):
         snapshots = self.collector.get_all_node_metrics()
         assert set(self.model) == set(snapshots)
         for node, snapshot in snapshots.items():
             self.check(node, snapshot)
-            assert len(self.collector._nodes[node].window) <= self.window_size
+            assert len(window_of(self.collector, node)) <= self.window_size
+
+    @invariant()
+    def callbacks_fired_as_the_model_says(self):
+        """Checked after every step: callbacks fire at the crossing, not at a read."""
+        assert [(k, n) for k, n, _ in self.expected] == [(k, n) for k, n, _ in self.fired]
+        for (kind, _, e), (_, _, a) in zip(self.expected, self.fired, strict=True):
+            assert (e == a) if kind == "rate" else (pytest.approx(e, rel=1e-12) == a)
 
     def check(self, node, s):
         m = self.model.get(node) or ModelNode(self.window_size)
@@ -195,7 +268,6 @@ class CollectorMachine(RuleBasedStateMachine):
         assert failures == s.failure_count
         assert m.retries == s.retry_count
         assert m.cancelled == s.cancelled_count
-        assert m.interrupted == s.interrupted_count
         assert [
             m.failures["timeout"],
             m.failures["validation"],

@@ -11,6 +11,8 @@ from typing import ClassVar
 
 import pytest
 
+from _internals import batch_of, lock_held
+
 from nodemetrics import NodeMetricsCollector
 
 
@@ -47,7 +49,7 @@ class _Recorder:
         self.cycle = self
 
     def __del__(self):
-        _Recorder.under_lock.append(self.c._guard.lock._is_owned())
+        _Recorder.under_lock.append(lock_held(self.c))
         self.c.record_success("from-del", 1.0)
 
 
@@ -69,14 +71,14 @@ def test_recording_from_finalizers_and_gc_callbacks(gc_on_every_allocation):
     collections = []
 
     def on_finalize():
-        finalized.append(c._guard.lock._is_owned())
+        finalized.append(lock_held(c))
         c.record_success("from-finalize", 1.0)
 
     def on_gc(phase, info):
         # What deadlocked prometheus_client: a metric updated from a GC
         # callback while the interrupted code held the metric's lock.
         if phase == "stop":
-            collections.append(c._guard.lock._is_owned())
+            collections.append(lock_held(c))
             c.record_success("from-gc", 1.0)
 
     class Holder:
@@ -115,7 +117,7 @@ def test_recording_from_a_signal_handler():
     handled = []
 
     def handler(signum, frame):
-        handled.append(c._guard.lock._is_owned())
+        handled.append(lock_held(c))
         c.record_success("from-signal", 2.0)
         c.record_retry("main")
 
@@ -142,14 +144,19 @@ def test_recording_from_a_signal_handler():
 def test_timing_from_a_signal_handler():
     """
     SIGALRM handlers time blocks of the node the main thread times in a tight
-    loop, so they land in its batch mid-append and mid-fold: exact counts.
+    loop; at least 20 of them land mid-fold (while the fold holds the lock,
+    which nothing else takes here) and more mid-append: exact counts.
     """
     c = NodeMetricsCollector()
     c.record_success("main", 1.0)  # known, so timed successes are batched
     handled = []
+    mid_fold = []
 
     def handler(signum, frame):
-        handled.append(len(c._nodes["main"].batch))
+        # The main thread only times blocks of a known node: the lock is
+        # held only while a full batch is folded.
+        mid_fold.append(lock_held(c))
+        handled.append(len(batch_of(c, "main")))
         with c.track("main"):
             pass
 
@@ -157,7 +164,7 @@ def test_timing_from_a_signal_handler():
     signal.setitimer(signal.ITIMER_REAL, 0.0005, 0.0005)
     try:
         n = 0
-        while n < 300_000 and (n < 50_000 or len(handled) < 20):
+        while n < 2_000_000 and (n < 50_000 or sum(mid_fold) < 20):
             with c.track("main"):
                 pass
             n += 1
@@ -165,5 +172,6 @@ def test_timing_from_a_signal_handler():
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
 
+    assert sum(mid_fold) >= 20, f"only {sum(mid_fold)} of {len(handled)} signals came mid-fold"
     assert any(handled), "no signal arrived while the batch held successes"
     assert 1 + n + len(handled) == c.get_node_metrics("main").success_count

@@ -1,0 +1,125 @@
+"""
+The one place where tests reach the collector's private state.
+
+Tests test behaviour through the public API wherever they can. Where a test
+must look inside (a node's batch, the lock, the fork hooks, a window's
+notes), it goes through these helpers, so that a refactoring of the
+collector re-points them here, once, and no test changes.
+
+A bound that README promises (a batch of about 32, notes of a quarter of the
+window) is written out in the test that checks it, never read from here: a
+test that took the bound from the code would pass whatever the code said.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import threading
+
+from collections.abc import Callable, Iterator
+from types import ModuleType
+
+from nodemetrics import NodeMetricsCollector, _instrument, _sync, _tracker
+from nodemetrics._window import RollingWindow
+
+
+#: The batch bound as the code has it (for sizing loops, never for asserting).
+BATCH_BOUND: int = _tracker.BATCH
+
+#: The modules whose ``perf_counter_ns`` times tracked blocks and metered calls.
+CLOCK_MODULES: tuple[ModuleType, ...] = (_tracker, _instrument)
+
+
+def node_state(collector: NodeMetricsCollector, name: str) -> object:
+    """The mutable state object of node *name* (KeyError if there is none)."""
+    return collector._nodes[name]
+
+
+def node_names(collector: NodeMetricsCollector) -> list[str]:
+    """The names of the nodes the collector holds state for, without reading them."""
+    return list(collector._nodes)
+
+
+def batch_of(collector: NodeMetricsCollector, name: str) -> list[float]:
+    """The timed successes of node *name* that wait to be folded in (the live list)."""
+    return collector._nodes[name].batch
+
+
+def replace_batch(collector: NodeMetricsCollector, name: str, batch: list[float]) -> None:
+    """Put *batch* (a list, maybe a subclass that misbehaves) in place of the node's batch."""
+    collector._nodes[name].batch = batch
+
+
+def fold_batch(collector: NodeMetricsCollector, name: str) -> None:
+    """Fold node *name*'s batch as a full batch does (a no-op if the lock is busy)."""
+    _tracker.fold_batch(collector, collector._nodes[name])
+
+
+def window_of(collector: NodeMetricsCollector, name: str) -> RollingWindow:
+    """The rolling window of node *name*."""
+    return collector._nodes[name].window
+
+
+def window_notes(window: RollingWindow) -> int:
+    """How many samples the window has noted as come or gone since its last read."""
+    return len(window._new) + len(window._gone)
+
+
+def pending_count(collector: NodeMetricsCollector) -> int:
+    """How many recordings wait in the collector's queue for the lock's holder."""
+    return len(collector._guard.pending)
+
+
+def lock_held(collector: NodeMetricsCollector) -> bool:
+    """Whether some thread (or this one) holds the collector's lock now."""
+    guard = collector._guard
+    if guard.owned():
+        return True
+    free: list[bool] = []
+
+    def try_it() -> None:
+        if guard.lock.acquire(False):
+            guard.lock.release()
+            free.append(True)
+
+    probe = threading.Thread(target=try_it)
+    probe.start()
+    probe.join()
+    return not free
+
+
+@contextlib.contextmanager
+def holding_lock(collector: NodeMetricsCollector) -> Iterator[None]:
+    """Hold the collector's lock, as a recorder in the middle of a recording does."""
+    guard = collector._guard
+    with guard.lock:
+        guard.current = _sync.BUSY
+        try:
+            yield
+        finally:
+            guard.current = None
+
+
+def fork_hooks() -> tuple[Callable[[], None], Callable[[], None], Callable[[], None]]:
+    """The (before, after in parent, after in child) hooks given to ``os.register_at_fork``."""
+    return (
+        _sync._before_fork,
+        _sync._after_fork_in_parent,
+        _sync._after_fork_in_child,
+    )
+
+
+@contextlib.contextmanager
+def fake_clock(elapsed_ns: list[int]) -> Iterator[None]:
+    """Make each timed block or metered call take the next of *elapsed_ns* nanoseconds."""
+    ticks = itertools.chain.from_iterable((0, ns) for ns in elapsed_ns)
+    tick = ticks.__next__
+    real = [module.perf_counter_ns for module in CLOCK_MODULES]  # type: ignore[attr-defined]
+    for module in CLOCK_MODULES:
+        module.perf_counter_ns = tick  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        for module, clock in zip(CLOCK_MODULES, real, strict=True):
+            module.perf_counter_ns = clock  # type: ignore[attr-defined]
