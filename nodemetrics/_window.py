@@ -418,6 +418,7 @@ class RollingWindow:
             at += (c, rank - ends[c] + len(chunks[c]))
         self._at = at
         return at
+
     # -- after an exception cut a change short (see the collector's _sync) --
 
     def repair(self) -> None:

@@ -121,14 +121,13 @@ def expected_after(method: str, kwargs: dict, before: dict) -> dict:
         after.pop(node, None)
         return after
     m = after.setdefault(node, NodeMetrics().to_dict())
-    if method == "record_retry":
-        m["retry_count"] += 1
-        return after
-    if method == "record_cancellation":
-        m["cancelled_count"] += 1
-        return after
-    if method == "record_interruption":
-        m["interrupted_count"] += 1
+    not_executions = {
+        "record_retry": "retry_count",
+        "record_cancellation": "cancelled_count",
+        "record_interruption": "interrupted_count",
+    }
+    if method in not_executions:
+        m[not_executions[method]] += 1
         return after
     duration = max(float(kwargs["duration_ms"]), 0.0) + 0.0
     m["total_executions"] += 1
