@@ -74,8 +74,8 @@ def examples(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks against prometheus_client, OpenTelemetry and plain LangGraph; `-- --quick`."""
     session.install("-e", ".[langgraph]", "prometheus_client", "opentelemetry-sdk")
+    # bench.py's table includes the rows of bench_langgraph, bench_export and bench_otel.
     session.run("python", "benchmarks/bench.py", *session.posargs)
-    session.run("python", "benchmarks/bench_langgraph.py", *session.posargs)
 
 
 @nox.session

@@ -470,8 +470,8 @@ def extra_rows(quick: bool) -> list[Row]:
 
 
 def parse_target(target: object) -> Target | None:
-    """A target as the standalone benchmarks give it: None, a bound, or "<= 1.5"."""
-    if target is None or target == "":
+    """A target as the standalone benchmarks give it: None (or "-"), a bound, or "<= 1.5"."""
+    if target is None or target in ("", "-"):
         return None
     if isinstance(target, (int, float)):
         return ("<=", float(target))
@@ -488,7 +488,7 @@ def parse_target(target: object) -> Target | None:
 EXTRA_ROWS: list[tuple[str, str]] = [
     ("bench_langgraph", "rows"),
     ("bench_export", "export_rows"),
-    ("bench_otel", "rows"),
+    ("bench_otel", "bench_rows"),
 ]
 
 

@@ -163,6 +163,11 @@ def rows(r: dict[str, float]) -> list[Row]:
     ]
 
 
+def bench_rows(*, quick: bool = False) -> list[Row]:
+    """The rows for ``benchmarks/bench.py``'s table: measure, then :func:`rows`."""
+    return rows(measure(quick=quick))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--quick", action="store_true", help="a few seconds; proves it runs")
