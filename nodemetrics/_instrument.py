@@ -10,9 +10,8 @@ from time import perf_counter_ns
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from ._collector import NodeMetricsCollector, get_default_collector
-from ._control import INTERRUPTION, control_flow_kind
 from ._log import log_record_failed
-from ._tracker import record_timed
+from ._tracker import record_raised, record_timed
 from ._validate import check_node
 
 
@@ -23,14 +22,7 @@ T = TypeVar("T")
 def _record_failure(collector: NodeMetricsCollector, node: str, start: int, exc: Exception) -> None:
     # Also where LangGraph's control flow ends up: it is raised, but no failure.
     try:
-        elapsed_ms = (perf_counter_ns() - start) / 1e6
-        kind = control_flow_kind(exc)
-        if kind is None:
-            collector.record_failure(node, elapsed_ms, exc)
-        elif kind is INTERRUPTION:
-            collector.record_interruption(node)
-        else:
-            collector.record_success(node, elapsed_ms)
+        record_raised(collector, node, (perf_counter_ns() - start) / 1e6, exc)
     except Exception:  # noqa: BLE001 -- recording must never break the node
         log_record_failed(node)
 

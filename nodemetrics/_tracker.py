@@ -62,6 +62,25 @@ def record_timed(collector: NodeMetricsCollector, node: str, elapsed_ms: float) 
         fold_batch(collector, state)
 
 
+def record_raised(
+    collector: NodeMetricsCollector, node: str, elapsed_ms: float, exc: Exception
+) -> None:
+    """
+    Record an execution of *node* left by *exc*.
+
+    A failure, but for LangGraph's control flow (see ``_control``): its
+    ``GraphInterrupt`` is an interruption, its other ``GraphBubbleUp`` a
+    success.
+    """
+    kind = control_flow_kind(exc)
+    if kind is None:
+        collector.record_failure(node, elapsed_ms, exc)
+    elif kind is INTERRUPTION:
+        collector.record_interruption(node)
+    else:
+        collector.record_success(node, elapsed_ms)
+
+
 _new = object.__new__
 
 
@@ -127,13 +146,7 @@ class Tracker:
                     if len(batch) >= BATCH:
                         fold_batch(collector, state)
             elif isinstance(exc, Exception):
-                kind = control_flow_kind(exc)
-                if kind is None:
-                    collector.record_failure(node, elapsed_ms, exc)
-                elif kind is INTERRUPTION:
-                    collector.record_interruption(node)
-                else:
-                    collector.record_success(node, elapsed_ms)
+                record_raised(collector, node, elapsed_ms, exc)
             else:
                 collector.record_cancellation(node)
         except Exception:  # noqa: BLE001 -- recording must never break the node
