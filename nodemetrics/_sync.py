@@ -9,10 +9,12 @@ tell a torn story.
 **One lock per collector.** Each collector has a :class:`Guard`, whose
 ``lock`` is a :class:`threading.RLock` guarding all of the collector's node
 state but the nodes' batches (below). It is only ever taken with ``with
-guard.lock:``: the interpreter releases a lock taken by ``with`` whatever
-exception arrives after the acquire returned (a ``KeyboardInterrupt``, an
-exception raised by a signal handler at any bytecode), so no exception can
-leave it held. Nothing inside runs user code: classifiers run before it is
+guard.lock:``: from Python 3.11 on, the interpreter releases a lock taken by
+``with`` whatever exception arrives after the acquire returned (a
+``KeyboardInterrupt``, an exception raised by a signal handler at any
+bytecode), so no exception can leave it held. (3.10 can deliver one in the
+single bytecode between the end of the block and the call of ``__exit__``;
+README "Guarantees" says so.) Nothing inside runs user code: classifiers run before it is
 taken, and threshold callbacks and log messages are collected under it and
 run after it is released (:func:`fire`). So a holder always lets go within
 microseconds, and a thread that finds the lock taken by another thread
