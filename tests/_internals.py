@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import threading
 
 from collections.abc import Callable, Iterator
 from types import ModuleType
@@ -76,17 +75,11 @@ def lock_held(collector: NodeMetricsCollector) -> bool:
     guard = collector._guard
     if guard.owned():
         return True
-    free: list[bool] = []
-
-    def try_it() -> None:
-        if guard.lock.acquire(False):
-            guard.lock.release()
-            free.append(True)
-
-    probe = threading.Thread(target=try_it)
-    probe.start()
-    probe.join()
-    return not free
+    # Without waiting and without a thread, so that a signal handler may ask.
+    if guard.lock.acquire(False):
+        guard.lock.release()
+        return False
+    return True
 
 
 @contextlib.contextmanager
