@@ -20,11 +20,12 @@ INTERRUPT = 6
 RESET = 9
 
 # A node's newest durations wait in its window's ring, counted but not yet in
-# its histogram's buckets, until this many (or the window's size, so that none
-# is evicted first) have come: then they are bucketed all at once, sorted and
-# counted bound by bound, for about a fifth of what a bisect per duration
-# costs (callgrind). Reading a histogram buckets them too.
-UNBUCKETED = 64
+# its histogram's buckets, until the ring's stretch ends (every 1,024 slots,
+# and at the ring's end; see RollingWindow.stretch_room), before any of them
+# can be evicted: then they are bucketed all at once, sorted and counted bound
+# by bound, for a fraction of what a bisect per duration costs. Waiting is
+# free: how many wait is the execution count minus the histogram's. Reading a
+# histogram buckets them too.
 _NO_FAILURES = (0, 0, 0, 0)
 
 
@@ -43,7 +44,6 @@ class _Node:
         "bounds",
         "cancelled",
         "errors",
-        "flush_at",
         "hist",
         "hist_cache",
         "interrupted",
@@ -55,7 +55,6 @@ class _Node:
         "snapshot_cache",
         "success",
         "total_ms",
-        "unbucketed",
         "window",
     )
 
@@ -80,20 +79,18 @@ class _Node:
         # appended to without the lock, folded in under it.
         self.batch: list[float] = []
         # Executions by duration bucket (see NodeHistogram), up to the highest
-        # bucket used so far (most nodes use a few low ones); how many of the
-        # newest durations in the window are not in them yet; and the
-        # histogram last read, with the snapshot it was read with.
+        # bucket used so far (most nodes use a few low ones); the executions
+        # they miss are the newest in the window. And the histogram last
+        # read, with the snapshot it was read with.
         self.bounds = bounds
         self.hist: list[int] = []
-        self.unbucketed = 0
-        self.flush_at = min(window_size, UNBUCKETED)
         self.hist_cache: tuple[NodeMetrics, NodeHistogram] | None = None
 
     def add(self, value: float, kind: int) -> None:
         """Count one execution: a success (*kind* -1) or a failure of category *kind*."""
         # The window first: a change cut short then leaves a sample that no
         # count includes, which repair() can see, rather than the reverse.
-        self.window.add(value, kind >= 0)
+        ended = self.window.add(value, kind >= 0)
         self.snapshot_cache = None
         if kind < 0:
             self.success += 1
@@ -104,20 +101,20 @@ class _Node:
             errors[kind] += 1  # type: ignore[index]
         self.last = value
         self.total_ms += value
-        self.unbucketed += 1
-        if self.unbucketed >= self.flush_at:
+        if ended:
             self.bucket()
 
+    def waiting(self) -> int:
+        """Return how many of the newest durations in the window the histogram misses."""
+        return self.success + sum(self.errors) - sum(self.hist)
+
     def bucket(self, values: list[float] | None = None) -> None:
-        """Put the waiting durations (or *values*, not in the window) in the histogram."""
+        """Put the waiting durations (or *values*, not in the window yet) in the histogram."""
         if values is None:
-            waiting = self.unbucketed
-            if not waiting:
+            waiting = self.waiting()
+            if waiting <= 0:
                 return
             values = self.window.latest(waiting)
-            # Cleared first: a change cut short loses these (repair() puts the
-            # histogram back in step) rather than counting them twice.
-            self.unbucketed = 0
         hist = self.hist[:]
         bounds = self.bounds
         if len(values) == 1:
@@ -152,8 +149,7 @@ class _Node:
         # A node's snapshot is the same object until the node changes.
         if cached is not None and cached[0] is snapshot:
             return cached[1]
-        if self.unbucketed:
-            self.bucket()
+        self.bucket()
         hist = self.hist
         counts = (*hist, *(0,) * (len(self.bounds) + 1 - len(hist)))
         histogram = _trusted(self.bounds, counts, snapshot.total_executions, self.total_ms)
@@ -171,19 +167,16 @@ class _Node:
         # Deleted first, so that a fold cut short loses its values rather
         # than counting them twice.
         del batch[: len(values)]
-        if self.unbucketed + len(values) >= self.flush_at:
-            # As many as may wait in the window, or more: bucket them now.
-            self.bucket()
-            self.bucket(values[:])
-            unbucketed = 0
-        else:
-            unbucketed = self.unbucketed + len(values)
+        # What waits in the window first, before these evict any of it; then
+        # these, a list already (sorted by bucket() once in the window): none
+        # waits after a fold.
+        self.bucket()
         self.window.extend(values)
         self.snapshot_cache = None
-        self.success += len(values)
-        self.total_ms = sum(values, self.total_ms)
         self.last = values[-1]
-        self.unbucketed = unbucketed
+        self.total_ms = sum(values, self.total_ms)
+        self.bucket(values)
+        self.success += len(values)
 
     def repair(self) -> None:
         """Make the node consistent again after an exception cut a change short."""
@@ -195,7 +188,6 @@ class _Node:
             self.last = None
             self.total_ms = 0.0
             self.hist = []
-            self.unbucketed = 0
             window.reset()
             return
         if self.last is None:
@@ -204,8 +196,9 @@ class _Node:
             window.add(self.last, False)
         # The histogram counts every execution once: a duration lost or
         # counted twice by a cut is made up for in the latest one's bucket.
-        self.unbucketed = min(self.unbucketed, len(window))
-        self.bucket()
+        waiting = min(self.waiting(), len(window))
+        if waiting > 0:
+            self.bucket(window.latest(waiting))
         hist = self.hist[:]
         latest = bisect_left(self.bounds, self.last)
         if latest >= len(hist):

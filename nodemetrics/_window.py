@@ -13,6 +13,11 @@ from itertools import accumulate
 # hundred, cheap to walk when reading.
 _LOAD = 1024
 
+#: The ring's slots are filled in stretches of this many (see
+#: RollingWindow.stretch_room): whoever must read the newest samples before
+#: they are evicted reads at least once a stretch, at most this many.
+STRETCH = 1024
+
 # (low rank, high rank, fraction) of p50, p90 and p99 among n samples, by n:
 # a full window reads the same ranks every time. Bounded, as sizes are few.
 _Ranks = tuple[int, int, float, int, int, float, int, int, float]
@@ -114,8 +119,16 @@ class RollingWindow:
     def __len__(self) -> int:
         return len(self._ring)
 
-    def add(self, value: float, failed: bool) -> None:
-        """Add *value* (a finite float >= 0), evicting the oldest if full."""
+    def add(self, value: float, failed: bool) -> bool:
+        """
+        Add *value* (a finite float >= 0), evicting the oldest if full.
+
+        Returns:
+            Whether *value* took the last slot of a stretch (see
+            :meth:`stretch_room`): the samples added since the previous
+            stretch ended are then all in the ring, and :meth:`latest` reads
+            them, until the next add begins to overwrite the oldest of them.
+        """
         ring = self._ring
         flags = self._failed
         if len(ring) < self._size:
@@ -123,6 +136,8 @@ class RollingWindow:
             if flags is not None:
                 flags.append(failed)
                 self.failures += failed
+            filled = len(ring)
+            ended = filled == self._size or not filled % STRETCH
         else:
             head = self._head
             if not self._stale:
@@ -132,12 +147,32 @@ class RollingWindow:
                 self.failures += failed - flags[head]
                 flags[head] = failed
             head += 1
-            self._head = head if head < self._size else 0
+            if head < self._size:
+                self._head = head
+                ended = not head % STRETCH
+            else:
+                self._head = 0
+                ended = True
         if not self._stale:
             new = self._new
             new.append(value)
             if len(new) > self._cap:
                 self._go_stale()
+        return ended
+
+    def stretch_room(self) -> int:
+        """
+        Return how many adds, this one included, end the current stretch.
+
+        The ring is cut into stretches of :data:`STRETCH` slots (the last one
+        shorter, ending where the ring does), filled slot after slot: the
+        samples added since a stretch began are all in the ring, in order,
+        until the first add after it ends.
+        """
+        ring = self._ring
+        size = self._size
+        at = len(ring) if len(ring) < size else self._head
+        return min(size, (at // STRETCH + 1) * STRETCH) - at
 
     def extend(self, values: list[float]) -> None:
         """

@@ -65,6 +65,11 @@ def window_notes(window: RollingWindow) -> int:
     return len(window._new) + len(window._gone)
 
 
+def waiting_count(collector: NodeMetricsCollector, name: str) -> int:
+    """How many of node *name*'s durations wait, counted, to be put in its histogram."""
+    return collector._nodes[name].waiting()
+
+
 def pending_count(collector: NodeMetricsCollector) -> int:
     """How many recordings wait in the collector's queue for the lock's holder."""
     return len(collector._guard.pending)
@@ -92,6 +97,13 @@ def holding_lock(collector: NodeMetricsCollector) -> Iterator[None]:
             yield
         finally:
             guard.current = None
+
+
+@contextlib.contextmanager
+def holding_lock_between_changes(collector: NodeMetricsCollector) -> Iterator[None]:
+    """Hold the collector's lock as a reader does, with no node marked as being changed."""
+    with collector._guard.lock:
+        yield
 
 
 def fork_hooks() -> tuple[Callable[[], None], Callable[[], None], Callable[[], None]]:

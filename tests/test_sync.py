@@ -186,12 +186,13 @@ class TestRepair:
         self.cut_short(c, "n")
         h = c.get_node_histogram("n")
         assert 3 == h.count == sum(h.counts)
-        state.hist = []  # lost
+        state.hist = [0, 0, 0, 0, 0, 1]  # two lost: they wait again, the newest in the window
         state.snapshot_cache = None
         self.cut_short(c, "n")
         h = c.get_node_histogram("n")
         assert 3 == h.count == sum(h.counts)
-        assert 3 == h.counts[5]  # all made up in the latest duration's bucket, (2.5, 5] ms
+        # The two newest, 2.0 and 3.0 ms, bucketed from the window: (1, 2.5] and (2.5, 5].
+        assert (0, 0, 0, 0, 1, 2) == h.counts[:6]
 
     def test_repair_before_a_recording_and_its_threshold(self):
         """A recording that finds a node to repair and a queue applies both, then fires."""

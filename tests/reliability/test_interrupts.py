@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dis
+import functools
 import random
 import signal
 import sys
@@ -24,6 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from _internals import holding_lock_between_changes
 
 import nodemetrics
 
@@ -229,6 +232,8 @@ READ_FROM_HANDLER = textwrap.dedent(
             pass
         if i % 100 == 0:
             c.get_all_node_metrics()
+    # Ignored first: a signal pending now would re-arm the timer from the handler.
+    signal.signal(signal.SIGALRM, signal.SIG_IGN)
     signal.setitimer(signal.ITIMER_REAL, 0)
     m = c.get_node_metrics("n")
     assert m.total_executions == 2 * i, (m, i)
@@ -348,8 +353,8 @@ class TestEveryOpcode:
             raise failures[0]
 
 
-def _raise_at(k: int, call) -> None:
-    """Run *call*, raising Interrupt at the k-th interruptible point inside nodemetrics."""
+def _raise_at(k: int, call, exc: BaseException | None = None) -> None:
+    """Run *call*, raising *exc* (Interrupt) at the k-th interruptible point inside nodemetrics."""
     left = k
     interruptible = _interruptible()
 
@@ -358,7 +363,7 @@ def _raise_at(k: int, call) -> None:
         if event == "opcode" and interruptible(frame):
             left -= 1
             if left == 0:
-                raise Interrupt
+                raise Interrupt if exc is None else exc
         return local
 
     def trace(frame, event, arg):
@@ -377,3 +382,81 @@ def _with_trace(trace, call) -> None:
         call()
     finally:
         sys.settrace(previous)
+
+
+class TestHotPathRelease:
+    """``record_success()`` releases its lock in a ``finally`` that lets pass only the lock's
+    own refusal of a lock it never acquired (see ``_sync``)."""
+
+    def test_an_acquire_interrupted_while_waiting_raises_the_handlers_exception(self):
+        """A recording that waits for a lock another thread holds, interrupted by a signal
+        handler that raises, propagates that exception (not the lock's RuntimeError), holds
+        nothing, and the collector records and reads normally afterwards."""
+        c = NodeMetricsCollector()
+        c.record_success("n", 1.0)
+        held, done = threading.Event(), threading.Event()
+
+        def holder() -> None:
+            with holding_lock_between_changes(c):
+                held.set()
+                done.wait(10)
+
+        def handler(signum, frame):
+            raise Interrupt
+
+        thread = threading.Thread(target=holder)
+        thread.start()
+        previous = signal.signal(signal.SIGALRM, handler)
+        try:
+            assert held.wait(10)
+            signal.setitimer(signal.ITIMER_REAL, 0.05)
+            with pytest.raises(Interrupt) as raised:
+                c.record_success("n", 2.0)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+            done.set()
+            thread.join(10)
+        assert not isinstance(raised.value.__context__, RuntimeError)
+        assert not c._guard.owned()
+        c.record_success("n", 3.0)
+        assert (2, 3.0) == (
+            c.get_node_metrics("n").success_count,
+            c.get_node_metrics("n").last_execution_ms,
+        )
+
+    @pytest.mark.skipif(
+        sys.version_info[:2] != (3, 11),
+        reason="raising from a trace function's opcode events is reliable on 3.11 only "
+        "(see TestEveryOpcode)",
+    )
+    def test_a_runtime_error_raised_anywhere_inside_propagates(self):
+        """A RuntimeError raised at any point of a recording where a signal handler's could
+        land, including just after the lock's release, propagates: none is swallowed."""
+        c = NodeMetricsCollector()
+        c.record_success("n", 1.0)
+        points = 0
+        interruptible = _interruptible()
+
+        def count(frame, event, arg):
+            nonlocal points
+            if event == "opcode" and interruptible(frame):
+                points += 1
+            return count
+
+        def trace(frame, event, arg):
+            if frame.f_code.co_filename.startswith(PACKAGE):
+                frame.f_trace_opcodes = True
+                return count
+            return None
+
+        _with_trace(trace, lambda: c.record_success("n", 1.0))
+        assert points > 5
+        for k in range(1, points + 1):
+            fresh = NodeMetricsCollector()
+            fresh.record_success("n", 1.0)
+            with pytest.raises(RuntimeError, match="injected"):
+                _raise_at(
+                    k, functools.partial(fresh.record_success, "n", 1.0), RuntimeError("injected")
+                )
+            assert not fresh._guard.owned(), f"lock left held after a raise at point {k}"
