@@ -7,12 +7,13 @@ import sys
 
 from pathlib import Path
 
+# Imported, not importorskip()ped: langgraph is a dev dependency, and a broken
+# install must fail these tests, as it does in CI, rather than skip them quietly.
+import langgraph  # noqa: F401
 import pytest
 
 from nodemetrics import NodeMetricsCollector
 
-
-pytest.importorskip("langgraph")
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "langgraph_pipeline.py"
 

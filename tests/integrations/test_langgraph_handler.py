@@ -12,13 +12,10 @@ import uuid
 
 from typing import Annotated, TypedDict, get_args
 
+# Imported, not importorskip()ped: langgraph is a dev dependency, and a broken
+# install must fail these tests, as it does in CI, rather than skip them quietly.
+import langgraph  # noqa: F401
 import pytest
-
-from nodemetrics import NodeMetricsCollector, get_default_collector, metered
-
-
-pytest.importorskip("langgraph")
-
 import tenacity
 
 from langchain_core.callbacks import BaseCallbackHandler, CallbackManager
@@ -28,6 +25,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, RetryPolicy, Send, StreamMode, interrupt
 
+from nodemetrics import NodeMetricsCollector, get_default_collector, metered
 from nodemetrics.integrations.langgraph import (
     NodeMetricsCallbackHandler,
     instrument,

@@ -7,17 +7,16 @@ import sys
 
 from typing import TypedDict
 
+# Imported, not importorskip()ped: langgraph is a dev dependency, and a broken
+# install must fail these tests, as it does in CI, rather than skip them quietly.
+import langgraph  # noqa: F401
 import pytest
-
-from nodemetrics import NodeMetricsCollector
-
-
-pytest.importorskip("langgraph")
 
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, interrupt
 
+from nodemetrics import NodeMetricsCollector
 from nodemetrics.integrations.langgraph import instrument
 
 
