@@ -270,6 +270,10 @@ class RollingWindow:
             maxes.append(new[0])
         i = 0
         last = len(maxes) - 1
+        chunk = chunks[0]
+        # Where the previous newcomer went in this chunk: the next one, no
+        # smaller, goes no earlier, so the search starts there.
+        at = 0
         for value in new:
             if value > maxes[i]:
                 i = bisect_right(maxes, value, i)
@@ -277,8 +281,10 @@ class RollingWindow:
                     # Beyond every chunk: it ends the last one.
                     i = last
                     maxes[i] = value
-            chunk = chunks[i]
-            chunk.insert(bisect_right(chunk, value), value)
+                chunk = chunks[i]
+                at = 0
+            at = bisect_right(chunk, value, at)
+            chunk.insert(at, value)
             if len(chunk) > twice:
                 chunks.insert(i + 1, chunk[_LOAD:])
                 del chunk[_LOAD:]
@@ -286,19 +292,28 @@ class RollingWindow:
                 last += 1
                 if value > maxes[i]:
                     i += 1
+                chunk = chunks[i]
+                at = 0
 
     def _merge_gone(self) -> None:
         chunks = self._chunks
         maxes = self._maxes
         i = 0
+        chunk = chunks[0]
+        # As in _merge_new: each leaver is found from where the previous was.
+        j = 0
         for value in self._gone:
             if value > maxes[i]:
                 i = bisect_left(maxes, value, i)
-            chunk = chunks[i]
-            j = bisect_left(chunk, value)
+                chunk = chunks[i]
+                j = 0
+            j = bisect_left(chunk, value, j)
             del chunk[j]
             if not chunk:
                 del chunks[i], maxes[i]
+                if i < len(chunks):
+                    chunk = chunks[i]
+                j = 0
             elif j == len(chunk):
                 maxes[i] = chunk[-1]
 
