@@ -84,19 +84,27 @@ def format_table(metrics: NodeMetricsCollector | Mapping[str, NodeMetrics]) -> s
         TypeError: *metrics* is neither, or holds something that is not a
             :class:`NodeMetrics`.
     """
-    if isinstance(metrics, NodeMetricsCollector):
-        snapshots: Mapping[str, NodeMetrics] = metrics.get_all_node_metrics()
-    elif isinstance(metrics, Mapping):
-        snapshots = metrics
+    # type(), not isinstance(): an object's own __class__ may say anything, or raise.
+    kind = type(metrics)
+    if issubclass(kind, NodeMetricsCollector):
+        snapshots: Mapping[str, NodeMetrics] = metrics.get_all_node_metrics()  # type: ignore[union-attr]
+    elif issubclass(kind, Mapping):
+        snapshots = metrics  # type: ignore[assignment]
     else:
-        msg = f"metrics must be a collector or a mapping, got {type(metrics).__name__}"
+        msg = f"metrics must be a collector or a mapping, got {kind.__name__}"
         raise TypeError(msg)
+    # Plain copies of the names, so that no str subclass's own methods run.
+    plain: dict[str, NodeMetrics] = {}
     for node, m in snapshots.items():
-        if not isinstance(node, str) or not isinstance(m, NodeMetrics):
-            msg = f"metrics must map node names to NodeMetrics, got {node!r}: {m!r}"
+        if not issubclass(type(node), str) or not issubclass(type(m), NodeMetrics):
+            msg = (
+                "metrics must map node names to NodeMetrics, got "
+                f"{type(node).__name__}: {type(m).__name__}"
+            )
             raise TypeError(msg)
+        plain[str.__str__(node)] = m
 
-    rows = [_row(node, snapshots[node]) for node in sorted(snapshots)]
+    rows = [_row(node, plain[node]) for node in sorted(plain)]
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(_HEADERS)]
     numbers_width = sum(widths[1:]) + len(widths) - 1
     node_width = max(_MIN_NODE_WIDTH, min(_MAX_NODE_WIDTH, _WIDTH - numbers_width))
