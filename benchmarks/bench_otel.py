@@ -219,6 +219,7 @@ def rows(r: dict[str, Rounds]) -> list[Row]:
         row("exporter per record_success", "SDK Histogram.record()", None),
         row("record_success + exporter", "SDK Histogram.record()", None),
         row("bare listener per record_success", "SDK Histogram.record()", None),
+        row("record_success + bare listener", "SDK Histogram.record()", None),
         # What exporting costs a recording, against not exporting.
         row("exporter per record_success", "record_success", None),
         row("exporter per with track()", "with track()", None),
