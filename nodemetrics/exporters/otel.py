@@ -20,8 +20,11 @@ them, only the holder of the exporter's lock calls the SDK, and an execution
 made by the thread that holds it already is queued for the holder, which
 records the queue before it leaves. The lock follows the collector's
 protocol (``nodemetrics._sync``): taken only with ``with``, so that no
-exception can leave it held, and renewed in a forked child. Each collection
-records what is still queued before it reads.
+exception can leave it held, and renewed in a forked child. The fork hook
+takes it before ``os.fork()`` as it takes a collector's (waiting a second at
+most), so no other thread is inside this exporter's ``record()``, holding
+the SDK's locks, when the process forks. Each collection records what is
+still queued before it reads.
 """
 
 from __future__ import annotations
@@ -133,6 +136,14 @@ class OpenTelemetryExporter:
         self._drain()
 
     def _on_execution(self, node: str, duration_ms: float) -> None:
+        # Paid by every execution, and nothing here can go: callgrind puts
+        # the re-entry check, the lock and the queue check at 3.0k
+        # instructions of an exported record_success's 76.0k, over a
+        # listener that calls record() bare (73.1k, of which record() is
+        # 62.0k). A per-node cache of the attributes dict saved 0.1k (the
+        # SDK copies and hashes it anyway); recording in batches under one
+        # lock saved 2k but would stamp exemplars, and a node's first point,
+        # with the time and context of the batch, not of the execution.
         guard = self._guard
         if guard.owned():
             # This thread is inside the SDK's record() already (a signal

@@ -19,7 +19,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 
-from nodemetrics import NodeMetricsCollector, metered
+from nodemetrics import NodeMetricsCollector, _sync, metered
 from nodemetrics.exporters.otel import OpenTelemetryExporter
 
 
@@ -620,6 +620,18 @@ class TestReentrancy:
         total = c.get_node_metrics("n").total_executions
         assert total == histograms(reader)["n"].count
         assert not exporter._queue
+
+    def test_the_fork_hook_takes_the_lock(self, setup):
+        """Before a fork the hook holds the exporter's lock, so no recording is inside the SDK."""
+        c, _reader = setup
+        exporter = the_exporter(c)
+        _sync._before_fork()
+        try:
+            assert any(lock is exporter._guard.lock for lock in _sync._HELD_FOR_FORK)
+            assert exporter._guard.owned()
+        finally:
+            _sync._after_fork_in_parent()
+        assert not exporter._guard.owned()
 
     @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
     def test_child_gets_a_fresh_lock(self, setup):
