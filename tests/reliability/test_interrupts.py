@@ -305,27 +305,8 @@ class TestEveryOpcode:
             c.record_success("track", 1.0)
             return c, calls[name]
 
-        def count_opcodes(call) -> int:
-            seen = 0
-            interruptible = _interruptible()
-
-            def local(frame, event, arg):
-                nonlocal seen
-                if event == "opcode" and interruptible(frame):
-                    seen += 1
-                return local
-
-            def trace(frame, event, arg):
-                if frame.f_code.co_filename.startswith(PACKAGE):
-                    frame.f_trace_opcodes = True
-                    return local
-                return None
-
-            _with_trace(trace, call)
-            return seen
-
         def every_k() -> None:
-            total = count_opcodes(prepared()[1])
+            total = _count_points(prepared()[1])
             assert total > 5
             for k in range(1, total + 1):
                 c, call = prepared()
@@ -351,6 +332,27 @@ class TestEveryOpcode:
         assert not worker.is_alive()
         if failures:
             raise failures[0]
+
+
+def _count_points(call) -> int:
+    """Run *call*, counting the interruptible points inside nodemetrics that it passes."""
+    seen = 0
+    interruptible = _interruptible()
+
+    def local(frame, event, arg):
+        nonlocal seen
+        if event == "opcode" and interruptible(frame):
+            seen += 1
+        return local
+
+    def trace(frame, event, arg):
+        if frame.f_code.co_filename.startswith(PACKAGE):
+            frame.f_trace_opcodes = True
+            return local
+        return None
+
+    _with_trace(trace, call)
+    return seen
 
 
 def _raise_at(k: int, call, exc: BaseException | None = None) -> None:
@@ -435,22 +437,7 @@ class TestHotPathRelease:
         land, including just after the lock's release, propagates: none is swallowed."""
         c = NodeMetricsCollector()
         c.record_success("n", 1.0)
-        points = 0
-        interruptible = _interruptible()
-
-        def count(frame, event, arg):
-            nonlocal points
-            if event == "opcode" and interruptible(frame):
-                points += 1
-            return count
-
-        def trace(frame, event, arg):
-            if frame.f_code.co_filename.startswith(PACKAGE):
-                frame.f_trace_opcodes = True
-                return count
-            return None
-
-        _with_trace(trace, lambda: c.record_success("n", 1.0))
+        points = _count_points(functools.partial(c.record_success, "n", 1.0))
         assert points > 5
         for k in range(1, points + 1):
             fresh = NodeMetricsCollector()
