@@ -11,6 +11,8 @@ from typing import Any
 
 import attrs
 
+from ._validate import fields_of
+
 
 #: The default upper bounds, in milliseconds: a 1-2.5-5 series from 0.1 ms
 #: (a pure function) to 100 s (a long LLM call), 19 bounds, no two adjacent
@@ -331,18 +333,7 @@ class NodeHistogram:
             TypeError: *mapping* is not a mapping, or a field has the wrong type.
             ValueError: A field is missing, unknown or invalid.
         """
-        if not isinstance(mapping, Mapping):
-            msg = f"mapping must be a mapping, got {type(mapping).__name__}"
-            raise TypeError(msg)
-        missing = [name for name in _FIELD_NAMES if name not in mapping]
-        if missing:
-            msg = f"NodeHistogram is missing field(s): {', '.join(missing)}"
-            raise ValueError(msg)
-        unknown = sorted(str(key) for key in mapping if key not in _FIELD_NAMES)
-        if unknown:
-            msg = f"NodeHistogram has no field(s): {', '.join(unknown)}"
-            raise ValueError(msg)
-        return cls(**{name: mapping[name] for name in _FIELD_NAMES})
+        return cls(**fields_of("NodeHistogram", _FIELD_NAMES, mapping))
 
     def to_dict(self) -> dict[str, Any]:
         """

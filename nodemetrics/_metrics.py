@@ -10,7 +10,7 @@ from typing import Any, cast
 
 import attrs
 
-from ._validate import safe_repr, type_name
+from ._validate import fields_of, safe_repr, type_name
 
 
 def _count(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -123,32 +123,7 @@ class NodeMetrics:
                 field has the wrong type.
             ValueError: A field is missing, unknown, negative or not finite.
         """
-        if not issubclass(type(mapping), Mapping):
-            msg = f"mapping must be a mapping, got {type_name(mapping)}"
-            raise TypeError(msg)
-        try:
-            pairs = list(mapping.items())
-        except Exception as exc:  # noqa: BLE001 -- a foreign mapping may raise anything
-            msg = f"mapping could not be read: {safe_repr(exc)}"
-            raise TypeError(msg) from None
-        fields: dict[str, Any] = {}
-        unknown: list[str] = []
-        for key, value in pairs:
-            # Keys are copied to exact strs, so that a str subclass's own
-            # __hash__ or __eq__ never runs in the lookups below.
-            name = str.__str__(key) if issubclass(type(key), str) else None
-            if name in _FIELD_SET:
-                fields[name] = value
-            else:
-                unknown.append(safe_repr(key) if name is None else name)
-        missing = [name for name in _FIELD_NAMES if name not in fields]
-        if missing:
-            msg = f"NodeMetrics is missing field(s): {', '.join(missing)}"
-            raise ValueError(msg)
-        if unknown:
-            msg = f"NodeMetrics has no field(s): {', '.join(sorted(unknown))}"
-            raise ValueError(msg)
-        return cls(**fields)
+        return cls(**fields_of("NodeMetrics", _FIELD_NAMES, mapping))
 
     def to_dict(self) -> dict[str, int | float | None]:
         """

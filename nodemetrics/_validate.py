@@ -21,6 +21,7 @@ import math
 import numbers
 import operator
 
+from collections.abc import Mapping
 from typing import Any, cast
 
 import attrs
@@ -202,3 +203,43 @@ def safe_repr(value: object) -> str:
         return repr(value)
     except Exception:  # noqa: BLE001 -- a hostile __repr__ must not replace our error
         return f"<{type_name(value)} object>"
+
+
+def fields_of(kind: str, names: tuple[str, ...], mapping: object) -> dict[str, Any]:
+    """
+    Return the fields *names* of a *kind* value object, read from *mapping*.
+
+    What ``from_dict()`` of each value object checks: exactly those names,
+    as ``str`` keys (a subclass is read as its plain twin, so that none of
+    its code runs), none missing and none unknown.
+
+    Raises:
+        TypeError: *mapping* is not a mapping, or reading it raised.
+        ValueError: A field is missing or unknown.
+    """
+    if not issubclass(type(mapping), Mapping):
+        msg = f"mapping must be a mapping, got {type_name(mapping)}"
+        raise TypeError(msg)
+    try:
+        pairs = list(mapping.items())  # type: ignore[attr-defined]
+    except Exception as exc:  # noqa: BLE001 -- a foreign mapping may raise anything
+        msg = f"mapping could not be read: {safe_repr(exc)}"
+        raise TypeError(msg) from None
+    fields: dict[str, Any] = {}
+    unknown: list[str] = []
+    for key, value in pairs:
+        # Keys are copied to exact strs, so that a str subclass's own
+        # __hash__ or __eq__ never runs in the lookups below.
+        name = str.__str__(key) if issubclass(type(key), str) else None
+        if name in names:
+            fields[name] = value
+        else:
+            unknown.append(safe_repr(key) if name is None else name)
+    missing = [name for name in names if name not in fields]
+    if missing:
+        msg = f"{kind} is missing field(s): {', '.join(missing)}"
+        raise ValueError(msg)
+    if unknown:
+        msg = f"{kind} has no field(s): {', '.join(sorted(unknown))}"
+        raise ValueError(msg)
+    return fields

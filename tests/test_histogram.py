@@ -328,6 +328,40 @@ class TestNodeHistogram:
         with pytest.raises(error, match=match):
             NodeHistogram.from_dict(mapping)
 
+    def test_from_dict_reads_hostile_input_as_its_plain_twin_or_refuses_it(self):
+        """Field names given as a str subclass whose hash and equality raise are read as
+        plain strs; a mapping whose items() raises, or a non-mapping whose __class__ claims
+        to be a dict, is a TypeError; no hostile code runs."""
+
+        class Name(str):
+            __slots__ = ()
+
+            def __hash__(self):
+                raise AssertionError("hostile __hash__ ran")
+
+            def __eq__(self, other):
+                raise AssertionError("hostile __eq__ ran")
+
+        class Unreadable(dict):
+            def items(self):
+                raise RuntimeError("no")
+
+        class Liar:
+            __class__ = property(lambda self: dict)  # type: ignore[assignment]
+
+        plain = NodeHistogram((1.0,), (1, 0), 1, 0.5)
+        pairs = [(Name(k), v) for k, v in plain.to_dict().items()]
+
+        class Pairs(dict):
+            def items(self):
+                return pairs
+
+        assert plain == NodeHistogram.from_dict(Pairs())
+        with pytest.raises(TypeError, match="could not be read"):
+            NodeHistogram.from_dict(Unreadable(plain.to_dict()))
+        with pytest.raises(TypeError, match="^mapping must be a mapping, got Liar"):
+            NodeHistogram.from_dict(Liar())
+
     @given(
         bounds=st.lists(
             st.floats(min_value=0.001, max_value=1e6), min_size=1, max_size=8, unique=True
