@@ -21,7 +21,7 @@ RESET = 9
 
 # A node's newest durations wait in its window's ring, counted but not yet in
 # its histogram's buckets, until the ring's stretch ends (every 1,024 slots,
-# and at the ring's end; see RollingWindow.stretch_room), before any of them
+# and at the ring's end; see RollingWindow.add), before any of them
 # can be evicted: then they are bucketed all at once, sorted and counted bound
 # by bound, for a fraction of what a bisect per duration costs. Waiting is
 # free: how many wait is the execution count minus the histogram's. Reading a

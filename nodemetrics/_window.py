@@ -14,8 +14,8 @@ from itertools import accumulate
 _LOAD = 1024
 
 #: The ring's slots are filled in stretches of this many (see
-#: RollingWindow.stretch_room): whoever must read the newest samples before
-#: they are evicted reads at least once a stretch, at most this many.
+#: RollingWindow.add): whoever must read the newest samples before they are
+#: evicted reads them at the end of each stretch, at most this many.
 STRETCH = 1024
 
 # (low rank, high rank, fraction) of p50, p90 and p99 among n samples, by n:
@@ -124,10 +124,12 @@ class RollingWindow:
         Add *value* (a finite float >= 0), evicting the oldest if full.
 
         Returns:
-            Whether *value* took the last slot of a stretch (see
-            :meth:`stretch_room`): the samples added since the previous
-            stretch ended are then all in the ring, and :meth:`latest` reads
-            them, until the next add begins to overwrite the oldest of them.
+            Whether *value* took the last slot of a stretch: the ring's slots
+            are filled in stretches of :data:`STRETCH` (the last one shorter,
+            ending where the ring does), so the samples added since the
+            previous stretch ended are then all in the ring, in order, and
+            :meth:`latest` reads them, until the next add begins to
+            overwrite the oldest of them.
         """
         ring = self._ring
         flags = self._failed
@@ -159,20 +161,6 @@ class RollingWindow:
             if len(new) > self._cap:
                 self._go_stale()
         return ended
-
-    def stretch_room(self) -> int:
-        """
-        Return how many adds, this one included, end the current stretch.
-
-        The ring is cut into stretches of :data:`STRETCH` slots (the last one
-        shorter, ending where the ring does), filled slot after slot: the
-        samples added since a stretch began are all in the ring, in order,
-        until the first add after it ends.
-        """
-        ring = self._ring
-        size = self._size
-        at = len(ring) if len(ring) < size else self._head
-        return min(size, (at // STRETCH + 1) * STRETCH) - at
 
     def extend(self, values: list[float]) -> None:
         """
