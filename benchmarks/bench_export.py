@@ -13,7 +13,8 @@ holding the same observations. Two states are measured: *idle* (nothing
 recorded since the last scrape, which the collector serves from its
 per-node caches) and *changed* (every node recorded once since the last
 scrape, outside the timed call, on both sides). Each round times ours and
-the baseline back to back, in alternating order, with the garbage collector
+the baseline back to back by the thread's CPU clock (so that other jobs on
+a shared machine do not count), in alternating order, with the garbage collector
 on (a real scrape has it on) and collected before each; a ratio is the
 median of the per-round ratios, so a machine whose speed drifts moves both
 alike.
@@ -28,7 +29,7 @@ import statistics
 import sys
 
 from collections.abc import Callable
-from time import perf_counter_ns
+from time import thread_time_ns
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -114,9 +115,9 @@ def _time_scrapes(
         if before is not None:
             before()
         gc.collect()
-        start = perf_counter_ns()
+        start = thread_time_ns()
         generate_latest(registry)
-        total += perf_counter_ns() - start
+        total += thread_time_ns() - start
     return total / scrapes
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import random
 import threading
 
 import pytest
@@ -259,6 +260,93 @@ class TestExposition:
         registry = CollectorRegistry()
         registry.register(PrometheusExporter(populated()))
         promtool(generate_latest(registry))
+
+
+def node_samples(exporter: PrometheusExporter, node: str) -> dict[tuple[str, frozenset], object]:
+    """One collect()'s Sample objects of *node*, by name and labels."""
+    return {
+        (s.name, frozenset(s.labels.items())): s
+        for family in exporter.collect()
+        for s in family.samples
+        if s.labels["node"] == node
+    }
+
+
+class TestReuse:
+    """Samples are kept between scrapes, and never stand for values that changed."""
+
+    def test_an_idle_node_keeps_its_samples(self):
+        """A second scrape of an unchanged node hands out the very same Sample objects."""
+        c = populated()
+        exporter = PrometheusExporter(c)
+        first = node_samples(exporter, "fetch")
+        second = node_samples(exporter, "fetch")
+        assert first.keys() == second.keys()
+        assert all(first[k] is second[k] for k in first)
+
+    def test_a_changed_node_renews_only_what_changed(self):
+        """A retry renews the retries sample; the histogram's samples stay the same objects."""
+        c = populated()
+        exporter = PrometheusExporter(c)
+        first = node_samples(exporter, "fetch")
+        c.record_retry("fetch")
+        second = node_samples(exporter, "fetch")
+        retries = key("nodemetrics_node_retries_total", node="fetch")
+        assert 3 == second[retries].value  # type: ignore[attr-defined]
+        assert first[retries] is not second[retries]
+        buckets = [k for k in first if k[0] == "nodemetrics_node_duration_seconds_bucket"]
+        assert 20 == len(buckets)
+        assert all(first[k] is second[k] for k in buckets)
+
+    def test_a_node_gains_quantiles_and_last(self):
+        """A node first seen without executions gets its quantiles and last duration later."""
+        c = NodeMetricsCollector()
+        c.record_retry("n")
+        registry = single(c)
+        assert key("nodemetrics_node_last_duration_seconds", node="n") not in samples(registry)
+        c.record_success("n", 250.0)
+        s = samples(registry)
+        assert 0.25 == s[key("nodemetrics_node_last_duration_seconds", node="n")]
+        assert 0.25 == s[key("nodemetrics_node_window_duration_seconds", node="n", quantile="0.5")]
+        assert 1.0 == s[key("nodemetrics_node_window_duration_seconds_count", node="n")]
+
+    def test_a_reset_node_is_forgotten(self):
+        """After a reset, the node's series are gone and the exporter keeps nothing of it."""
+        c = populated()
+        exporter = PrometheusExporter(c)
+        registry = CollectorRegistry()
+        registry.register(exporter)
+        generate_latest(registry)
+        c.reset_node_metrics("fetch")
+        assert not [k for k in samples(registry) if ("node", "fetch") in k[1]]
+        assert "fetch" not in exporter._cache
+        c.reset_node_metrics()
+        generate_latest(registry)
+        assert {} == exporter._cache
+
+    def test_same_exposition_as_a_fresh_exporter(self):
+        """After each of 400 random changes, a long-lived exporter writes what a new one writes."""
+        rng = random.Random(12)  # noqa: S311 -- a reproducible sequence, not a secret
+        c = NodeMetricsCollector(window_size=5, buckets=(1, 10, 100))
+        long_lived = single(c)
+        nodes = ["a", "b", 'c"\\n', "d"]
+        for step in range(400):
+            node = rng.choice(nodes)
+            action = rng.randrange(8)
+            if action < 3:
+                c.record_success(node, rng.choice([0.0, 0.5, 1.0, 7.0, 99.0, 1e4]))
+            elif action == 3:
+                c.record_failure(node, 3.0, rng.choice([TimeoutError(), ValueError(), OSError()]))
+            elif action == 4:
+                c.record_retry(node)
+            elif action == 5:
+                c.record_cancellation(node)
+            elif action == 6:
+                c.record_interruption(node)
+            elif rng.random() < 0.3:
+                c.reset_node_metrics(node if rng.random() < 0.8 else None)
+            if rng.random() < 0.7:
+                assert generate_latest(single(c)) == generate_latest(long_lived), step
 
 
 @pytest.fixture
