@@ -754,7 +754,8 @@ class NodeMetricsCollector:
         """
         if type(node) is not str or not node:
             node = check_node(node)
-        # new_tracker(), written out: a call costs a twentieth of a tracked block.
+        # Made here, without __init__ or a helper: either call would cost a
+        # twentieth of a tracked block.
         tracker = _new(Tracker)
         tracker._collector = self  # noqa: SLF001
         tracker._node = node  # noqa: SLF001

@@ -167,9 +167,10 @@ class _Node:
         # Deleted first, so that a fold cut short loses its values rather
         # than counting them twice.
         del batch[: len(values)]
-        # What waits in the window first, before these evict any of it; then
-        # these, a list already (sorted by bucket() once in the window): none
-        # waits after a fold.
+        # What waits in the window is bucketed first, before these evict any
+        # of it; then these, a list already, which bucket() sorts in place
+        # once the window has its copy and the last and the total are taken.
+        # Nothing waits after a fold.
         self.bucket()
         self.window.extend(values)
         self.snapshot_cache = None
