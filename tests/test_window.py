@@ -223,3 +223,56 @@ class TestChunks:
             for _ in range(rng.randint(1, 100)):
                 value = float(rng.randint(0, 8)) if rng.random() < 0.5 else rng.random() * 10
                 add_then_read(w, model, value)
+
+
+class TestUpkeep:
+    def test_repair_keeps_a_consistent_window(self):
+        """repair() on a consistent window keeps its samples, order and failure count."""
+        w = RollingWindow(5, count_failures=True)
+        outcomes = [(float(v), v % 2 == 1) for v in range(1, 9)]
+        for value, failed in outcomes:
+            w.add(value, failed)
+        w.repair()
+        kept = outcomes[-5:]
+        assert sum(failed for _, failed in kept) == w.failures
+        assert [v for v, _ in kept] == w.latest(5)
+        assert close(oracle([v for v, _ in kept]), list(w.p50_p90_p99()))
+        w.add(9.0, True)  # evicts 4.0, a success
+        assert [5.0, 6.0, 7.0, 8.0, 9.0] == w.latest(5)
+        assert 3 == w.failures
+
+    def test_reset_forgets_every_sample(self):
+        """After reset() the window is empty, counts no failure, and refills from the start."""
+        w = RollingWindow(3, count_failures=True)
+        for v in [1.0, 2.0, 3.0, 4.0]:
+            w.add(v, True)
+        w.reset()
+        assert (0, 0) == (len(w), w.failures)
+        assert (None, None, None) == w.p50_p90_p99()
+        assert [] == w.latest(3)
+        for v, failed in [(5.0, True), (6.0, False), (7.0, False), (8.0, False)]:
+            w.add(v, failed)
+        assert [6.0, 7.0, 8.0] == w.latest(3)  # 5.0, the oldest, went first
+        assert 0 == w.failures
+        assert close(oracle([6.0, 7.0, 8.0]), list(w.p50_p90_p99()))
+
+    def test_newest(self):
+        """newest() is 0.0 when empty, else the last sample added, before and after wrapping."""
+        w = RollingWindow(4)
+        assert 0.0 == w.newest()
+        for v in [3.0, 1.0, 2.0]:
+            w.add(v, False)
+        assert 2.0 == w.newest()
+        w.extend([5.0, 4.0, 6.0])
+        assert 6.0 == w.newest()
+
+    @pytest.mark.parametrize("k", [0, 1, 2, 3, 5])
+    def test_latest(self, k):
+        """latest(k) is the k newest samples, oldest first, whether or not the ring wrapped."""
+        model: deque[float] = deque(maxlen=4)
+        w = RollingWindow(4)
+        for v in [3.0, 1.0, 2.0, 5.0, 4.0, 6.0, 0.5]:
+            assert list(model)[len(model) - min(k, len(model)) :] == w.latest(k)
+            w.add(v, False)
+            model.append(v)
+        assert list(model)[len(model) - min(k, len(model)) :] == w.latest(k)
