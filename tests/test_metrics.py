@@ -216,6 +216,58 @@ class TestDicts:
         with pytest.raises(ValueError, match="total_executions must equal success_count"):
             NodeMetrics.from_dict(d)
 
+    @pytest.mark.parametrize(
+        ("fields", "message"),
+        [
+            (
+                {"total_executions": 5, "success_count": 1},
+                "total_executions must equal success_count + failure_count (3), got 5",
+            ),
+            (
+                {"other_errors": 1},
+                (
+                    "timeout_errors + validation_errors + network_errors + other_errors "
+                    "must equal failure_count (2), got 1"
+                ),
+            ),
+            (
+                {"last_execution_ms": None},
+                "last_execution_ms must be set when total_executions is 3",
+            ),
+            ({"p50": None}, "p50 must be set when total_executions is 3"),
+            ({"p90": None}, "p90 must be set when total_executions is 3"),
+            ({"p99": None}, "p99 must be set when total_executions is 3"),
+        ],
+    )
+    def test_contradiction_message(self, fields, message):
+        """Each contradiction's message names its fields and gives both sides' values."""
+        ran = {
+            **NodeMetrics().to_dict(),
+            "total_executions": 3,
+            "success_count": 1,
+            "failure_count": 2,
+            "other_errors": 2,
+            "last_execution_ms": 1.0,
+            "avg_execution_ms": 1.0,
+            "p50": 1.0,
+            "p90": 1.0,
+            "p99": 1.0,
+        }
+        with pytest.raises(ValueError) as info:
+            NodeMetrics.from_dict({**ran, **fields})
+        assert message == str(info.value)
+
+    def test_unreadable_mapping_message(self):
+        """A mapping whose items() raises is refused with that exception's repr."""
+
+        class Unreadable(dict):
+            def items(self):
+                raise RuntimeError("boom")
+
+        with pytest.raises(TypeError) as info:
+            NodeMetrics.from_dict(Unreadable())
+        assert "mapping could not be read: RuntimeError('boom')" == str(info.value)
+
     def test_every_missing_and_unknown_field_listed(self):
         """All missing fields, then all unknown ones, are listed, comma-separated."""
         d = NodeMetrics().to_dict()
