@@ -237,6 +237,23 @@ class TestDicts:
             ({"p50": None}, "p50 must be set when total_executions is 3"),
             ({"p90": None}, "p90 must be set when total_executions is 3"),
             ({"p99": None}, "p99 must be set when total_executions is 3"),
+            (
+                {**NodeMetrics().to_dict(), "last_execution_ms": 1.0},
+                "last_execution_ms must be None when total_executions is 0",
+            ),
+            (
+                {**NodeMetrics().to_dict(), "p50": 1.0},
+                "p50 must be None when total_executions is 0",
+            ),
+            (
+                {**NodeMetrics().to_dict(), "p99": 1.0},
+                "p99 must be None when total_executions is 0",
+            ),
+            (
+                {**NodeMetrics().to_dict(), "avg_execution_ms": 1.5},
+                "avg_execution_ms must be 0.0 when total_executions is 0, got 1.5",
+            ),
+            ({"retry_count": -3}, "retry_count must be >= 0, got -3"),
         ],
     )
     def test_contradiction_message(self, fields, message):
@@ -256,6 +273,12 @@ class TestDicts:
         with pytest.raises(ValueError) as info:
             NodeMetrics.from_dict({**ran, **fields})
         assert message == str(info.value)
+
+    def test_wrong_type_message(self):
+        """A duration of the wrong type is refused naming the field, the type and the value."""
+        with pytest.raises(TypeError) as info:
+            NodeMetrics(p50="1.0")  # type: ignore[arg-type]
+        assert "p50 must be a float, got str '1.0'" == str(info.value)
 
     def test_unreadable_mapping_message(self):
         """A mapping whose items() raises is refused with that exception's repr."""
