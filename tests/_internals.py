@@ -60,6 +60,17 @@ def window_of(collector: NodeMetricsCollector, name: str) -> RollingWindow:
     return collector._nodes[name].window
 
 
+def cut_add_after_window(collector: NodeMetricsCollector, name: str, value: float) -> None:
+    """
+    Leave node *name* as a ``_Node.add()`` cut short right after its window
+    took *value*: a sample that no count includes, with the node marked as
+    being changed, so that the next call repairs it.
+    """
+    state = collector._nodes[name]
+    state.window.add(value, False)
+    collector._guard.current = state
+
+
 def window_notes(window: RollingWindow) -> int:
     """How many samples the window has noted as come or gone since its last read."""
     return len(window._new) + len(window._gone)
