@@ -45,6 +45,7 @@ import timeit
 
 from collections.abc import Callable
 from time import thread_time
+from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -101,6 +102,19 @@ def exported(reader: InMemoryMetricReader) -> NodeMetricsCollector:
 NODES = 100  # in the collection statement
 
 
+def sdk_histogram(name: str, buckets_ms: tuple[float, ...]) -> Any:
+    """An SDK Histogram in seconds, with a reader (so that it really aggregates)."""
+    return (
+        MeterProvider(metric_readers=[InMemoryMetricReader()])
+        .get_meter("bench")
+        .create_histogram(
+            name,
+            unit="s",
+            explicit_bucket_boundaries_advisory=[b / 1000 for b in buckets_ms],
+        )
+    )
+
+
 def statements() -> dict[str, Callable[[], object]]:
     """The timed statements, by name."""
     nxt = durations()
@@ -110,15 +124,7 @@ def statements() -> dict[str, Callable[[], object]]:
     # drops each measurement early), and with the same boundaries.
     with_otel = exported(InMemoryMetricReader())
     with_otel.record_success("n", 1.0)
-    sdk_hist = (
-        MeterProvider(metric_readers=[InMemoryMetricReader()])
-        .get_meter("bench")
-        .create_histogram(
-            "bench",
-            unit="s",
-            explicit_bucket_boundaries_advisory=[b / 1000 for b in with_otel.buckets],
-        )
-    )
+    sdk_hist = sdk_histogram("bench", with_otel.buckets)
 
     def block() -> None:
         pass
@@ -135,16 +141,7 @@ def statements() -> dict[str, Callable[[], object]]:
     hooked._add_listener(lambda _node, _duration_ms: None)  # noqa: SLF001 -- the hook alone
     hooked.record_success("n", 1.0)
     bare = NodeMetricsCollector()
-    bare_record = (
-        MeterProvider(metric_readers=[InMemoryMetricReader()])
-        .get_meter("nodemetrics")
-        .create_histogram(
-            "nodemetrics.node.duration",
-            unit="s",
-            explicit_bucket_boundaries_advisory=[b / 1000 for b in bare.buckets],
-        )
-        .record
-    )
+    bare_record = sdk_histogram("nodemetrics.node.duration", bare.buckets).record
     bare._add_listener(  # noqa: SLF001 -- what the exporter would be without its lock
         lambda node, duration_ms: bare_record(duration_ms / 1000, {"node": node})
     )
