@@ -119,3 +119,16 @@ def inside_a_change(c: NodeMetricsCollector) -> Iterator[None]:
 def interrupted() -> Callable[[NodeMetricsCollector], AbstractContextManager[None]]:
     """``with interrupted(c):`` runs its block as if inside a change of *c* in this thread."""
     return inside_a_change
+
+
+def outcome(c: NodeMetricsCollector, node: str) -> tuple[int, int, int, int, int, int]:
+    """(executions, successes, failures, retries, cancellations, interruptions) of *node*."""
+    m = c.get_node_metrics(node)
+    return (
+        m.total_executions,
+        m.success_count,
+        m.failure_count,
+        m.retry_count,
+        m.cancelled_count,
+        m.interrupted_count,
+    )

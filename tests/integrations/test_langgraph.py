@@ -12,6 +12,8 @@ from pathlib import Path
 import langgraph  # noqa: F401
 import pytest
 
+from conftest import outcome
+
 from nodemetrics import NodeMetricsCollector
 
 
@@ -30,18 +32,6 @@ def example():
     del sys.modules["langgraph_pipeline"]
 
 
-def counts(c: NodeMetricsCollector, node: str) -> tuple[int, int, int, int, int, int]:
-    m = c.get_node_metrics(node)
-    return (
-        m.total_executions,
-        m.success_count,
-        m.failure_count,
-        m.retry_count,
-        m.cancelled_count,
-        m.interrupted_count,
-    )
-
-
 def test_example_counts(example):
     """Ten documents, paused and resumed: each node's numbers are exactly predictable."""
     c = NodeMetricsCollector()
@@ -58,7 +48,7 @@ def test_example_counts(example):
         "count_word": (40, 40, 0, 0, 0, 0),  # one Send per word, four words each
         "approve": (10, 10, 0, 0, 0, 10),  # paused once, resumed once
         "normalise": (10, 10, 0, 0, 0, 0),  # @metered, not a node
-    } == {node: counts(c, node) for node in c.get_all_node_metrics()}
+    } == {node: outcome(c, node) for node in c.get_all_node_metrics()}
     assert 5 == c.get_node_metrics("load").network_errors
 
 

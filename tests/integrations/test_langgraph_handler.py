@@ -18,6 +18,7 @@ import langgraph  # noqa: F401
 import pytest
 import tenacity
 
+from conftest import outcome
 from langchain_core.callbacks import BaseCallbackHandler, CallbackManager
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.runnables import RunnableLambda
@@ -39,19 +40,6 @@ STREAM_MODES = get_args(StreamMode)
 class State(TypedDict, total=False):
     x: int
     items: Annotated[list, operator.add]
-
-
-def outcome(c: NodeMetricsCollector, node: str) -> tuple[int, int, int, int, int, int]:
-    """(executions, successes, failures, retries, cancellations, interruptions)."""
-    m = c.get_node_metrics(node)
-    return (
-        m.total_executions,
-        m.success_count,
-        m.failure_count,
-        m.retry_count,
-        m.cancelled_count,
-        m.interrupted_count,
-    )
 
 
 def handler_of(app) -> NodeMetricsCallbackHandler:
