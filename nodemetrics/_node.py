@@ -52,6 +52,7 @@ class _Node:
         "published",
         "rate_armed",
         "retries",
+        "skew",
         "snapshot_cache",
         "success",
         "total_ms",
@@ -85,6 +86,9 @@ class _Node:
         self.bounds = bounds
         self.hist: list[int] = []
         self.hist_cache: tuple[NodeMetrics, NodeHistogram] | None = None
+        # The window holds one sample per execution counted, added in the
+        # same order: this many fewer, after a repair that had to make one up.
+        self.skew = 0
 
     def add(self, value: float, kind: int) -> None:
         """Count one execution: a success (*kind* -1) or a failure of category *kind*."""
@@ -176,8 +180,10 @@ class _Node:
         self.snapshot_cache = None
         self.last = values[-1]
         self.total_ms = sum(values, self.total_ms)
-        self.bucket(values)
+        # Counted before bucketed: cut short in between, they wait in the
+        # window, where repair() buckets them.
         self.success += len(values)
+        self.bucket(values)
 
     def repair(self) -> None:
         """Make the node consistent again after an exception cut a change short."""
@@ -189,12 +195,16 @@ class _Node:
             self.last = None
             self.total_ms = 0.0
             self.hist = []
+            self.skew = 0
             window.reset()
             return
-        if self.last is None:
-            self.last = window.newest()
+        # Samples the window took for a change cut short before it counted
+        # them: disowned, so that the newest are again the counted ones.
+        window.disown(executions - self.skew)
         if not len(window):
-            window.add(self.last, False)
+            window.add(self.last or 0.0, False)
+        self.last = window.newest()
+        self.skew = executions - window.added()
         # The histogram counts every execution once: a duration lost or
         # counted twice by a cut is made up for in the latest one's bucket.
         waiting = min(self.waiting(), len(window))

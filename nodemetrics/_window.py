@@ -473,6 +473,37 @@ class RollingWindow:
             self._head = 0
         self._go_stale()
 
+    def added(self) -> int:
+        """
+        Return how many samples were added, modulo the size once the ring is full.
+
+        Until then the ring holds them all; from then on its head is where
+        the next one goes.
+        """
+        ring = self._ring
+        return len(ring) if len(ring) < self._size else self._head
+
+    def disown(self, added: int) -> None:
+        """
+        Disown the samples added after the first *added*.
+
+        A change cut short added them and counted nothing (see
+        ``_Node.repair``). A ring not yet full drops them. A full one makes them its oldest, the
+        next to be evicted: the samples they replaced are gone, and its
+        newest is again the newest of the first *added*.
+        """
+        ring = self._ring
+        if len(ring) < self._size:
+            if 0 <= added < len(ring):
+                del ring[added:]
+                flags = self._failed
+                if flags is not None:
+                    del flags[added:]
+                    self.failures = flags.count(1)
+        else:
+            self._head = added % self._size
+        self._go_stale()
+
     def reset(self) -> None:
         """Forget every sample."""
         del self._ring[:]

@@ -71,6 +71,23 @@ def cut_add_after_window(collector: NodeMetricsCollector, name: str, value: floa
     collector._guard.current = state
 
 
+def empty_window(collector: NodeMetricsCollector, name: str) -> None:
+    """
+    Leave node *name* with an empty window but its counts, marked as being
+    changed: what a window that a cut left unsound is made into (see
+    ``RollingWindow.repair``), so that the next call repairs the node.
+    """
+    state = collector._nodes[name]
+    state.window.reset()
+    collector._guard.current = state
+
+
+def window_samples(collector: NodeMetricsCollector, name: str) -> list[float]:
+    """Node *name*'s window, oldest first."""
+    window = collector._nodes[name].window
+    return window.latest(len(window))
+
+
 def window_notes(window: RollingWindow) -> int:
     """How many samples the window has noted as come or gone since its last read."""
     return len(window._new) + len(window._gone)

@@ -6,11 +6,12 @@ from bisect import bisect_left
 
 import pytest
 
-from _internals import cut_add_after_window, fake_clock, fold_batch
+from _internals import cut_add_after_window, empty_window, fake_clock, fold_batch, window_samples
 
 from nodemetrics import NodeMetricsCollector
 from nodemetrics._histogram import DEFAULT_BUCKETS_MS
 from nodemetrics._node import _Node
+from nodemetrics._window import RollingWindow
 
 
 def bucketed(durations: list[float]) -> list[int]:
@@ -36,15 +37,43 @@ class TestRepair:
     # 1.0 is in the bucket of bound 1.0; 1.5 in the next one, just past those
     # used so far; 1e7 ms past the top bound.
     @pytest.mark.parametrize("lost", [1.5, 1e7])
-    def test_a_fold_cut_short_loses_its_batch_and_nothing_else(self, monkeypatch, lost):
+    def test_a_fold_cut_short_before_counting_loses_its_batch_and_nothing_else(
+        self, monkeypatch, lost
+    ):
         """
-        A fold cut short after it took the batch leaves a histogram of exactly
-        the executions counted, in their buckets, as long as the bounds.
+        A fold cut short after its window took the batch, before counting it,
+        leaves exactly the executions counted: in the snapshot, the window and
+        the histogram's buckets.
         """
         c = NodeMetricsCollector()
         c.record_success("n", 1.0)
         c.get_node_histogram("n")  # 1.0 is bucketed: only its bucket is kept
         with fake_clock([int(lost * 1e6)]), c.track("n"):
+            pass
+
+        def cut(self, values):
+            real(self, values)
+            raise KeyboardInterrupt
+
+        real = RollingWindow.extend
+        monkeypatch.setattr(RollingWindow, "extend", cut)
+        with pytest.raises(KeyboardInterrupt):
+            fold_batch(c, "n")
+        monkeypatch.setattr(RollingWindow, "extend", real)
+        h = c.get_node_histogram("n")  # repairs the node first
+        m = c.get_node_metrics("n")
+        assert (1, 1.0, 1.0, 1.0) == (m.total_executions, m.last_execution_ms, m.p50, m.p99)
+        assert (1, bucketed([1.0])) == (h.count, list(h.counts))
+
+    @pytest.mark.parametrize("counted", [1.5, 1e7])
+    def test_a_fold_cut_short_after_counting_buckets_its_batch_on_repair(
+        self, monkeypatch, counted
+    ):
+        """A fold cut short once it counted the batch, before bucketing it: repair buckets it."""
+        c = NodeMetricsCollector()
+        c.record_success("n", 1.0)
+        c.get_node_histogram("n")
+        with fake_clock([int(counted * 1e6)]), c.track("n"):
             pass
 
         def cut(self, values=None):
@@ -57,23 +86,64 @@ class TestRepair:
         with pytest.raises(KeyboardInterrupt):
             fold_batch(c, "n")
         monkeypatch.setattr(_Node, "bucket", real)
-        h = c.get_node_histogram("n")  # repairs the node first
-        assert 1 == c.get_node_metrics("n").total_executions
-        assert (1, bucketed([1.0])) == (h.count, list(h.counts))
+        h = c.get_node_histogram("n")
+        assert 2 == c.get_node_metrics("n").total_executions
+        assert (2, bucketed([1.0, counted])) == (h.count, list(h.counts))
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason=(
-            "_Node.repair() buckets the window's newest samples for the executions the "
-            "histogram misses, but a cut add leaves its uncounted sample newest: that one "
-            "is bucketed and a counted duration is not"
-        ),
-    )
-    def test_an_uncounted_sample_is_not_bucketed(self):
-        """After an add cut short once its window took a sample, the histogram holds the
-        durations counted, each in its bucket, not the sample no count includes."""
-        c = NodeMetricsCollector()
+    @pytest.mark.parametrize("failures", [False, True])
+    def test_an_uncounted_sample_leaves_a_ring_not_yet_full(self, failures):
+        """
+        After an add cut short once its window took a sample, before it was
+        counted, the window and the histogram hold the durations counted, not
+        the sample no count includes.
+        """
+        c = NodeMetricsCollector(failure_rate_threshold=0.5 if failures else None)
         c.record_success("n", 1.0)  # waits in the window, not yet bucketed
+        c.record_failure("n", 2.0, ValueError())
         cut_add_after_window(c, "n", 500.0)
         h = c.get_node_histogram("n")  # repairs the node first
-        assert (1, 1.0, bucketed([1.0])) == (h.count, h.sum_ms, list(h.counts))
+        m = c.get_node_metrics("n")
+        assert (2, 3.0, bucketed([1.0, 2.0])) == (h.count, h.sum_ms, list(h.counts))
+        assert (2, 2.0) == (m.total_executions, m.last_execution_ms)
+        assert m.p99 <= 2.0
+        c.record_success("n", 3.0)
+        assert [1.0, 2.0, 3.0] == window_samples(c, "n")
+
+    @pytest.mark.parametrize("recorded", [2, 3, 4, 7])
+    def test_an_uncounted_sample_becomes_a_full_rings_oldest(self, recorded):
+        """
+        In a full ring the uncounted sample took the oldest's slot: repaired,
+        it is the oldest, the next to go, and the newest are the counted ones,
+        which the histogram holds; the recording after it evicts it.
+        """
+        c = NodeMetricsCollector(window_size=3)
+        durations = [float(10 * (i + 1)) for i in range(recorded)]
+        for d in durations:
+            c.record_success("n", d)
+        cut_add_after_window(c, "n", 5000.0)
+        h = c.get_node_histogram("n")
+        assert (recorded, bucketed(durations)) == (h.count, list(h.counts))
+        assert durations[-1] == c.get_node_metrics("n").last_execution_ms
+        kept = durations[-2:] if recorded >= 3 else durations
+        assert sorted([5000.0, *kept]) == sorted(window_samples(c, "n"))
+        c.record_success("n", 1.0)
+        assert sorted([*kept, 1.0]) == sorted(window_samples(c, "n"))
+        assert bucketed([*durations, 1.0]) == list(c.get_node_histogram("n").counts)
+
+    def test_a_made_up_sample_is_not_taken_for_an_uncounted_one(self):
+        """
+        Once repair has had to make a sample up (its window lost every one),
+        the window holds fewer samples than executions; a later add cut short
+        is still told apart from the counted ones.
+        """
+        c = NodeMetricsCollector(window_size=4)
+        for d in (1.0, 2.0, 3.0):
+            c.record_success("n", d)
+        empty_window(c, "n")
+        assert 3 == c.get_node_metrics("n").total_executions  # repaired: [3.0]
+        for d in (20.0, 30.0, 40.0):  # the ring is full: [3.0, 20.0, 30.0, 40.0]
+            c.record_success("n", d)
+        cut_add_after_window(c, "n", 5000.0)
+        c.get_node_histogram("n")
+        c.record_success("n", 50.0)
+        assert [20.0, 30.0, 40.0, 50.0] == sorted(window_samples(c, "n"))
