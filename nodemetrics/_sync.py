@@ -62,7 +62,8 @@ answer). If it holds it already:
 the node it is about to change and clears it once the change is complete.
 An exception that lands in between leaves it set; the next call that takes
 the lock finds it and repairs that node (:meth:`_Node.repair`: the counts
-made to agree, the window re-checked and re-sorted) before anything else,
+made to agree, the window re-checked and re-sorted, a duration it took for a
+recording not yet counted disowned) before anything else,
 so every snapshot keeps its invariants and no later call raises. What was
 being applied when the exception landed (the interrupted call's own
 recording, or the batch of timed successes it was folding) may be lost.
