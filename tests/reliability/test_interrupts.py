@@ -11,6 +11,7 @@ call does not raise.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import dis
 import functools
@@ -26,11 +27,12 @@ from pathlib import Path
 
 import pytest
 
-from _internals import holding_lock_between_changes
+from _internals import fake_clock, fold_batch, holding_lock_between_changes, window_samples
 
 import nodemetrics
 
 from nodemetrics import NodeMetricsCollector, metered
+from nodemetrics._histogram import DEFAULT_BUCKETS_MS
 from nodemetrics.exporters.prometheus import PrometheusExporter
 
 
@@ -332,6 +334,74 @@ class TestEveryOpcode:
         assert not worker.is_alive()
         if failures:
             raise failures[0]
+
+
+# Each in a bucket of its own (default bounds), so that a duration bucketed in
+# another's place shows.
+_EARLIER = [0.05, 0.3, 3.0, 30.0, 300.0]
+_INTERRUPTED = [5000.0, 50000.0]
+
+
+def _bucketed(durations: list[float]) -> list[int]:
+    counts = [0] * (len(DEFAULT_BUCKETS_MS) + 1)
+    for d in durations:
+        counts[bisect.bisect_left(DEFAULT_BUCKETS_MS, d)] += 1
+    return counts
+
+
+@pytest.mark.skipif(
+    sys.version_info[:2] != (3, 11),
+    reason="raises from a trace function's opcode events, as TestEveryOpcode does",
+)
+class TestCutRecordingsAreAllOrNothing:
+    """
+    Raise at each interruptible point of one recording, or of a fold of timed
+    successes: once repaired, the histogram buckets exactly the durations
+    counted, and the window holds the newest of them (once full, possibly with
+    the interrupted one as its oldest, the next to go), never a duration that no
+    count includes among them.
+    """
+
+    @pytest.mark.parametrize("window", [4, 8])  # full after _EARLIER, and not
+    @pytest.mark.parametrize("how", ["record_success", "record_failure", "fold"])
+    def test_counted_durations_only(self, how, window):
+        def prepared() -> tuple[NodeMetricsCollector, Callable[[], object]]:
+            c = NodeMetricsCollector(window_size=window)
+            for d in _EARLIER:
+                c.record_success("n", d)
+            if how == "record_success":
+                return c, functools.partial(c.record_success, "n", _INTERRUPTED[0])
+            if how == "record_failure":
+                return c, functools.partial(c.record_failure, "n", _INTERRUPTED[0], OSError())
+            with fake_clock([int(d * 1e6) for d in _INTERRUPTED]):
+                for _ in _INTERRUPTED:
+                    with c.track("n"):
+                        pass
+            return c, functools.partial(fold_batch, c, "n")
+
+        total = _count_points(prepared()[1])
+        assert total > 5
+        for k in range(1, total + 1):
+            c, call = prepared()
+            with contextlib.suppress(Interrupt):
+                _raise_at(k, call)
+            h = c.get_node_histogram("n")  # repairs the node first
+            m = c.get_node_metrics("n")
+            added = m.total_executions - len(_EARLIER)
+            interrupted = _INTERRUPTED[:1] if how != "fold" else _INTERRUPTED
+            assert added in (0, len(interrupted)), (k, m)
+            counted = _EARLIER + interrupted[:added]
+            assert (len(counted), _bucketed(counted)) == (h.count, list(h.counts)), k
+            assert counted[-1] == m.last_execution_ms, k
+            samples = window_samples(c, "n")
+            # The interrupted recording's durations, if not counted, may stay
+            # in a full window only, and only as its oldest.
+            stray = 0 if added else sum(d in interrupted for d in samples)
+            assert samples[stray:] == counted[len(counted) - len(samples) + stray :], (k, samples)
+            assert all(d in interrupted for d in samples[:stray]), (k, samples)
+            assert len(samples) == min(
+                window, len(_EARLIER) + len(interrupted) if stray else len(counted)
+            ), (k, samples)
 
 
 def _count_points(call) -> int:
