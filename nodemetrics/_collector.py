@@ -212,13 +212,22 @@ class NodeMetricsCollector:
                     if state.batch:
                         state.fold()
                     # _Node.add(), written out, and RollingWindow.add() too
-                    # for a full ring that keeps no notes and no failures.
+                    # for a full ring that keeps no failure flags (notes or not).
                     window = state.window
                     ring = window._ring  # noqa: SLF001
                     full = len(ring) == window._size  # noqa: SLF001
-                    if full and window._stale and window._failed is None:  # noqa: SLF001
-                        head = window._head + 1  # noqa: SLF001
-                        ring[head - 1] = duration_ms
+                    if full and window._failed is None:  # noqa: SLF001
+                        head = window._head  # noqa: SLF001
+                        if window._stale:  # noqa: SLF001
+                            ring[head] = duration_ms
+                        else:
+                            window._gone.append(ring[head])  # noqa: SLF001
+                            ring[head] = duration_ms
+                            new = window._new  # noqa: SLF001
+                            new.append(duration_ms)
+                            if len(new) > window._cap:  # noqa: SLF001
+                                window._go_stale()  # noqa: SLF001
+                        head += 1
                         if head < len(ring):
                             window._head = head  # noqa: SLF001
                             ended = not head % STRETCH
