@@ -113,12 +113,16 @@ class _Node:
         return self.success + sum(self.errors) - sum(self.hist)
 
     def bucket(self, values: list[float] | None = None) -> None:
-        """Put the waiting durations (or *values*, not in the window yet) in the histogram."""
+        """Put the waiting durations (or *values*, counted already) in the histogram."""
         if values is None:
             waiting = self.waiting()
             if waiting <= 0:
                 return
             values = self.window.latest(waiting)
+        self.hist = self.bucketed(values)
+
+    def bucketed(self, values: list[float]) -> list[int]:
+        """Return a copy of the histogram with *values* (sorted in place) counted in."""
         hist = self.hist[:]
         bounds = self.bounds
         if len(values) == 1:
@@ -145,7 +149,7 @@ class _Node:
                 hist[i] += upto - done
                 done = upto
                 i += 1
-        self.hist = hist
+        return hist
 
     def histogram(self, snapshot: NodeMetrics) -> NodeHistogram:
         """Return the histogram that goes with *snapshot*, this node's current one."""
@@ -172,18 +176,23 @@ class _Node:
         # than counting them twice.
         del batch[: len(values)]
         # What waits in the window is bucketed first, before these evict any
-        # of it; then these, a list already, which bucket() sorts in place
-        # once the window has its copy and the last and the total are taken.
-        # Nothing waits after a fold.
+        # of it; then these, a list already, which bucketed() sorts in place
+        # once the window has its copy and the last is taken. Nothing waits
+        # after a fold.
         self.bucket()
+        last = values[-1]
         self.window.extend(values)
         self.snapshot_cache = None
-        self.last = values[-1]
-        self.total_ms = sum(values, self.total_ms)
-        # Counted before bucketed: cut short in between, they wait in the
-        # window, where repair() buckets them.
+        # Bucketed into a copy first; then counted, bucketed and given the
+        # last duration with no call in between, where Python 3.11 and later
+        # cannot deliver an exception (see _sync): cut short, a fold counts
+        # all of its batch or none of it (repair() disowns its durations in
+        # the window).
+        hist = self.bucketed(values)
         self.success += len(values)
-        self.bucket(values)
+        self.hist = hist
+        self.last = last
+        self.total_ms = sum(values, self.total_ms)
 
     def repair(self) -> None:
         """Make the node consistent again after an exception cut a change short."""
@@ -201,9 +210,10 @@ class _Node:
         # Samples the window took for a change cut short before it counted
         # them: disowned, so that the newest are again the counted ones.
         window.disown(executions - self.skew)
+        if self.last is None:
+            self.last = window.newest()
         if not len(window):
-            window.add(self.last or 0.0, False)
-        self.last = window.newest()
+            window.add(self.last, False)
         self.skew = executions - window.added()
         # The histogram counts every execution once: a duration lost or
         # counted twice by a cut is made up for in the latest one's bucket.

@@ -65,30 +65,32 @@ class TestRepair:
         assert (1, 1.0, 1.0, 1.0) == (m.total_executions, m.last_execution_ms, m.p50, m.p99)
         assert (1, bucketed([1.0])) == (h.count, list(h.counts))
 
-    @pytest.mark.parametrize("counted", [1.5, 1e7])
-    def test_a_fold_cut_short_after_counting_buckets_its_batch_on_repair(
-        self, monkeypatch, counted
-    ):
-        """A fold cut short once it counted the batch, before bucketing it: repair buckets it."""
+    @pytest.mark.parametrize("lost", [1.5, 1e7])
+    def test_a_fold_cut_short_while_bucketing_counts_none_of_its_batch(self, monkeypatch, lost):
+        """
+        A fold cut short while it buckets its batch (into a copy of the
+        histogram) has counted none of it: all or nothing.
+        """
         c = NodeMetricsCollector()
         c.record_success("n", 1.0)
         c.get_node_histogram("n")
-        with fake_clock([int(counted * 1e6)]), c.track("n"):
+        with fake_clock([int(lost * 1e6)]), c.track("n"):
             pass
 
-        def cut(self, values=None):
-            if values is not None:  # the fold's own batch: the cut lands here
-                raise KeyboardInterrupt
-            real(self)
+        def cut(self, values):
+            real(self, values)
+            raise KeyboardInterrupt
 
-        real = _Node.bucket
-        monkeypatch.setattr(_Node, "bucket", cut)
+        real = _Node.bucketed
+        monkeypatch.setattr(_Node, "bucketed", cut)
         with pytest.raises(KeyboardInterrupt):
             fold_batch(c, "n")
-        monkeypatch.setattr(_Node, "bucket", real)
+        monkeypatch.setattr(_Node, "bucketed", real)
         h = c.get_node_histogram("n")
-        assert 2 == c.get_node_metrics("n").total_executions
-        assert (2, bucketed([1.0, counted])) == (h.count, list(h.counts))
+        m = c.get_node_metrics("n")
+        assert (1, 1.0) == (m.total_executions, m.last_execution_ms)
+        assert (1, bucketed([1.0])) == (h.count, list(h.counts))
+        assert [1.0] == window_samples(c, "n")
 
     @pytest.mark.parametrize("failures", [False, True])
     def test_an_uncounted_sample_leaves_a_ring_not_yet_full(self, failures):
