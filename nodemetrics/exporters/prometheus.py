@@ -60,23 +60,30 @@ class _Names(NamedTuple):
     last: tuple[str, ...]
 
 
-def _check_args(collector: object, namespace: object) -> None:
+def _check_args(collector: object, namespace: object) -> str:
     """
     Check an exporter's *collector* and *namespace* arguments.
+
+    Returns:
+        *namespace* as a plain ``str`` (a subclass's own methods never run).
 
     Raises:
         TypeError: *collector* is not a collector, or *namespace* not a str.
         ValueError: *namespace* is not a valid metric name prefix.
     """
-    if not isinstance(collector, NodeMetricsCollector):
+    # By real type, as nodemetrics._validate checks: an object's __class__
+    # could lie or raise.
+    if not issubclass(type(collector), NodeMetricsCollector):
         msg = f"collector must be a NodeMetricsCollector, got {type(collector).__name__}"
         raise TypeError(msg)
-    if not isinstance(namespace, str):
+    if not issubclass(type(namespace), str):
         msg = f"namespace must be a str, got {type(namespace).__name__}"
         raise TypeError(msg)
+    namespace = str.__str__(namespace)
     if not namespace.isidentifier() or not namespace.isascii():
         msg = f"namespace must be a valid metric name prefix, got {namespace!r}"
         raise ValueError(msg)
+    return namespace
 
 
 class PrometheusExporter:
@@ -120,7 +127,7 @@ class PrometheusExporter:
     """
 
     def __init__(self, collector: NodeMetricsCollector, *, namespace: str = "nodemetrics") -> None:
-        _check_args(collector, namespace)
+        namespace = _check_args(collector, namespace)
         self._collector = collector
         self._prefix = f"{namespace}_node_"
         # The le labels, written once: every scrape writes them for every node.

@@ -94,7 +94,7 @@ class MultiProcessSync:
         namespace: str = "nodemetrics",
         registry: CollectorRegistry | None = None,
     ) -> None:
-        _check_args(collector, namespace)
+        namespace = _check_args(collector, namespace)
         self._collector = collector
         p = f"{namespace}_node_"
         self._executions = Counter(
