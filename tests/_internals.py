@@ -134,6 +134,47 @@ def holding_lock_between_changes(collector: NodeMetricsCollector) -> Iterator[No
         yield
 
 
+def owns_lock(guarded: object) -> bool:
+    """Whether this thread holds the lock of *guarded* (a collector, or the OpenTelemetry
+    exporter, which has a guard of its own)."""
+    return guarded._guard.owned()  # type: ignore[attr-defined]
+
+
+def lock_of(guarded: object) -> contextlib.AbstractContextManager[bool]:
+    """The lock of *guarded* (a collector or the OpenTelemetry exporter), to hold as is."""
+    return guarded._guard.lock  # type: ignore[attr-defined]
+
+
+def locks_held_for_fork() -> list[object]:
+    """The locks the fork hook holds between its before and after hooks."""
+    return list(_sync._HELD_FOR_FORK)
+
+
+def queue(collector: NodeMetricsCollector, node: str, value: float, kind: int) -> None:
+    """Queue a recording for the lock's holder, as a re-entrant call does."""
+    collector._guard.defer((node, value, kind))
+
+
+def timed_successes_held(collector: NodeMetricsCollector) -> bool:
+    """Whether the collector asks timed successes to take the lock (see ``_sync``)."""
+    return collector._guard.hold
+
+
+def between_changes(collector: NodeMetricsCollector) -> None:
+    """Mark the collector as changing no node, as a finalizer run between two finds it."""
+    collector._guard.current = None
+
+
+def window_chunks(window: RollingWindow) -> list[list[float]]:
+    """The window's sorted chunks, as plain lists (as of its last read)."""
+    return [list(chunk) for chunk in window._chunks]
+
+
+def mirror_lock(sync: object) -> contextlib.AbstractContextManager[bool]:
+    """The lock of a multiprocess exporter's sync (``MultiProcessSync``), to hold as is."""
+    return sync._lock  # type: ignore[attr-defined]
+
+
 def fork_hooks() -> tuple[Callable[[], None], Callable[[], None], Callable[[], None]]:
     """The (before, after in parent, after in child) hooks given to ``os.register_at_fork``."""
     return (

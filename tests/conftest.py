@@ -8,10 +8,10 @@ from contextlib import AbstractContextManager, contextmanager
 
 import pytest
 
+from _internals import holding_lock
 from loguru import logger
 
 from nodemetrics import NodeMetricsCollector
-from nodemetrics._sync import BUSY
 
 
 class LogCapture:
@@ -106,13 +106,8 @@ def invariants() -> Callable[[object], list[str]]:
 def inside_a_change(c: NodeMetricsCollector) -> Iterator[None]:
     """Hold *c*'s lock as a call that is changing a node does, as a signal handler or
     finalizer that interrupted it would find it."""
-    guard = c._guard
-    with guard.lock:
-        guard.current = BUSY
-        try:
-            yield
-        finally:
-            guard.current = None
+    with holding_lock(c):
+        yield
 
 
 @pytest.fixture

@@ -13,6 +13,18 @@ from collections import deque
 import attrs
 import pytest
 
+from _internals import (
+    between_changes,
+    holding_lock_between_changes,
+    lock_of,
+    node_names,
+    node_state,
+    pending_count,
+    queue,
+    timed_successes_held,
+    window_chunks,
+    window_of,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -526,7 +538,7 @@ class TestThresholds:
             c.record_success("n", value)
             model.append(value)
         assert [] == calls
-        assert 1 < len(c._nodes["n"].window._chunks)
+        assert 1 < len(window_chunks(window_of(c, "n")))
         while True:
             value = rng.uniform(60.0, 100.0)
             c.record_success("n", value)
@@ -610,7 +622,7 @@ class TestDeferredRecording:
             c.record_success("n", 1.0)
             c.record_failure("n", 1.0)
             c.record_retry("n")
-            assert 3 == len(c._guard.pending)
+            assert 3 == pending_count(c)
             assert [] == calls
         m = c.get_node_metrics("n")
         assert (2, 1, 1) == (m.total_executions, m.failure_count, m.retry_count)
@@ -619,11 +631,11 @@ class TestDeferredRecording:
     def test_queue_drained_by_next_recording(self):
         """The next recording drains the queue too, before its own."""
         c = NodeMetricsCollector(window_size=1)
-        with c._guard.lock:
+        with holding_lock_between_changes(c):
             c.record_success("n", 1.0)
         c.record_success("n", 2.0)
-        assert 0 == len(c._guard.pending)
-        assert 2 == c._nodes["n"].success
+        assert 0 == pending_count(c)
+        assert 2 == node_state(c, "n").success
         assert 2.0 == c.get_node_metrics("n").last_execution_ms
 
     def test_queued_crossing_fires_from_the_draining_recorder(self):
@@ -635,7 +647,7 @@ class TestDeferredRecording:
             on_failure_rate_threshold=lambda node, rate: calls.append(node),
         )
         c.record_success("other", 1.0)
-        with c._guard.lock:
+        with holding_lock_between_changes(c):
             c.record_failure("n", 1.0)
         assert [] == calls
         c.record_success("other", 1.0)
@@ -644,7 +656,7 @@ class TestDeferredRecording:
     def test_reset_applies_queue_first(self):
         """A reset applies what was queued before it, then forgets it."""
         c = NodeMetricsCollector()
-        with c._guard.lock:
+        with holding_lock_between_changes(c):
             c.record_success("n", 1.0)
         c.reset_node_metrics("n")
         assert {} == c.to_dict()
@@ -652,7 +664,7 @@ class TestDeferredRecording:
     def test_reset_while_locked_is_queued_in_order(self):
         """A reset made while the lock is held is queued between the recordings around it."""
         c = NodeMetricsCollector()
-        with c._guard.lock:
+        with holding_lock_between_changes(c):
             c.record_success("n", 1.0)
             c.reset_node_metrics()
             c.record_success("n", 2.0)
@@ -663,7 +675,7 @@ class TestDeferredRecording:
         """A timed success never overtakes a failure queued before it (window_size=1)."""
         c = NodeMetricsCollector(window_size=1)
         c.record_success("n", 1.0)  # the node exists: timed successes would batch
-        with c._guard.lock:
+        with holding_lock_between_changes(c):
             c.record_failure("n", 5.0)
         with c.track("n"):
             pass
@@ -778,7 +790,7 @@ class TestWaiting:
         """A thread that finds another thread holding the lock waits for it; nothing is queued."""
         c = NodeMetricsCollector()
         started = threading.Event()
-        c._guard.lock.acquire()
+        lock_of(c).acquire()
         try:
 
             def record():
@@ -790,9 +802,9 @@ class TestWaiting:
             assert started.wait(5)
             t.join(0.05)
             assert t.is_alive()  # it waits rather than queueing
-            assert 0 == len(c._guard.pending)
+            assert 0 == pending_count(c)
         finally:
-            c._guard.lock.release()
+            lock_of(c).release()
         t.join(5)
         assert not t.is_alive()
         assert 1 == c.get_node_metrics("n").failure_count
@@ -807,19 +819,19 @@ class TestWaiting:
             def _apply(self, node, value, kind):
                 events = super()._apply(node, value, kind)
                 if self.generate:  # as if the GC ran a recording callback meanwhile
-                    self._guard.defer(("echo", 1.0, -1))
+                    queue(self, "echo", 1.0, -1)
                 return events
 
         c = Reentrant()
         with interrupted(c):
             c.record_success("n", 1.0)  # queued
         c.record_success("n", 1.0)  # applies the queue: each applied item queues an echo
-        assert 2 == len(c._guard.pending)  # one echo each for the queued and its own
-        assert "echo" not in c._nodes
+        assert 2 == pending_count(c)  # one echo each for the queued and its own
+        assert "echo" not in node_names(c)
         Reentrant.generate = False
         assert 2 == c.get_node_metrics("echo").success_count
-        assert 0 == len(c._guard.pending)
-        assert not c._guard.hold
+        assert 0 == pending_count(c)
+        assert not timed_successes_held(c)
 
 
 class TestBetweenChanges:
@@ -828,11 +840,11 @@ class TestBetweenChanges:
         finalizer run between two steps) is applied at once, as if it had come first."""
         c = NodeMetricsCollector()
         c.record_success("n", 1.0)
-        with c._guard.lock:
+        with holding_lock_between_changes(c):
             c.record_success("n", 2.0)
             c.record_success("new", 3.0)
-            assert 0 == len(c._guard.pending)
-        assert (2, 1) == (c.get_node_metrics("n").total_executions, len(c._nodes) - 1)
+            assert 0 == pending_count(c)
+        assert (2, 1) == (c.get_node_metrics("n").total_executions, len(node_names(c)) - 1)
 
     def test_read_of_all_nodes_survives_a_node_added_meanwhile(self, monkeypatch):
         """A read of all nodes walks a copy of the table: a node added by a call that went
@@ -848,7 +860,7 @@ class TestBetweenChanges:
         def snapshot_then_add(self):
             if not added:
                 added.append(True)
-                c._guard.current = None  # between two nodes, as a finalizer finds it
+                between_changes(c)  # between two nodes, as a finalizer finds it
                 c.record_success("added", 1.0)
             return real(self)
 

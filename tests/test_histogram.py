@@ -8,11 +8,9 @@ import math
 import attrs
 import pytest
 
+from _internals import fake_clock, holding_lock_between_changes
 from hypothesis import given
 from hypothesis import strategies as st
-
-import nodemetrics._instrument
-import nodemetrics._tracker
 
 from nodemetrics import NodeHistogram, NodeMetricsCollector, metered
 from nodemetrics._histogram import DEFAULT_BUCKETS_MS, MAX_BOUNDS, check_buckets
@@ -32,16 +30,6 @@ def hist_of(bounds, values):
     for v in values:
         c.record_success("n", v)
     return c.get_node_histogram("n")
-
-
-class FakeClock:
-    """A perf_counter_ns that advances by the given milliseconds on each pair of calls."""
-
-    def __init__(self, durations_ms):
-        self._ticks = iter(itertools.chain.from_iterable((0, round(d * 1e6)) for d in durations_ms))
-
-    def __call__(self):
-        return next(self._ticks)
 
 
 class TestDefaultBuckets:
@@ -436,24 +424,23 @@ class TestCollectorHistogram:
         c.record_success("n", -5.0)
         assert (1, 0, 0, 0) == c.get_node_histogram("n").counts
 
-    def test_track(self, monkeypatch):
+    def test_track(self):
         """track() counts successes (batched past the first) and failures exactly."""
         durations = [0.5] + [5.0] * 40 + [50.0] * 3 + [500.0]
-        monkeypatch.setattr(nodemetrics._tracker, "perf_counter_ns", FakeClock(durations))
         c = NodeMetricsCollector(buckets=B)
-        for _ in range(44):
-            with c.track("n"):
-                pass
-        with pytest.raises(KeyError), c.track("n"):
-            raise KeyError
+        with fake_clock([round(d * 1e6) for d in durations]):
+            for _ in range(44):
+                with c.track("n"):
+                    pass
+            with pytest.raises(KeyError), c.track("n"):
+                raise KeyError
         h = c.get_node_histogram("n")
         assert (1, 40, 3, 1) == h.counts
         assert 0.5 + 200.0 + 150.0 + 500.0 == pytest.approx(h.sum_ms)
 
-    async def test_metered(self, monkeypatch):
+    async def test_metered(self):
         """metered() counts sync and async calls, successes and failures, exactly."""
         durations = [2.0] * 35 + [20.0, 20.0, 2000.0]
-        monkeypatch.setattr(nodemetrics._instrument, "perf_counter_ns", FakeClock(durations))
         c = NodeMetricsCollector(buckets=B)
 
         @metered("n", collector=c)
@@ -465,12 +452,13 @@ class TestCollectorHistogram:
         async def async_node():
             return 1
 
-        for _ in range(35):
-            sync_node(None)
-        await async_node()
-        await async_node()
-        with pytest.raises(ValueError, match="boom"):
-            sync_node("boom")
+        with fake_clock([round(d * 1e6) for d in durations]):
+            for _ in range(35):
+                sync_node(None)
+            await async_node()
+            await async_node()
+            with pytest.raises(ValueError, match="boom"):
+                sync_node("boom")
         h = c.get_node_histogram("n")
         assert (0, 35, 2, 1) == h.counts
         assert 70.0 + 40.0 + 2000.0 == pytest.approx(h.sum_ms)
@@ -478,7 +466,7 @@ class TestCollectorHistogram:
     def test_queued_recordings_are_counted(self):
         """Recordings queued while the lock was held are in the next histogram."""
         c = NodeMetricsCollector(buckets=B)
-        with c._guard.lock:
+        with holding_lock_between_changes(c):
             c.record_success("n", 5.0)
             c.record_failure("n", 500.0)
         assert (0, 1, 0, 1) == c.get_node_histogram("n").counts
@@ -510,7 +498,7 @@ class TestCollectorHistogram:
         c = NodeMetricsCollector()
         previous = 0.0
         for v in values:
-            with c._guard.lock:  # queued, then applied by the read
+            with holding_lock_between_changes(c):  # queued, then applied by the read
                 c.record_success("n", v)
             current = c.get_node_histogram("n").sum_ms
             assert previous <= current

@@ -8,6 +8,7 @@ import threading
 
 import pytest
 
+from _internals import fork_hooks, lock_of, locks_held_for_fork, owns_lock
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.sdk.metrics import Histogram, MeterProvider
@@ -19,7 +20,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 
-from nodemetrics import NodeMetricsCollector, _sync, metered
+from nodemetrics import NodeMetricsCollector, metered
 from nodemetrics.exporters.otel import OpenTelemetryExporter
 
 
@@ -495,7 +496,7 @@ class TestReentrancy:
         done = threading.Event()
 
         def interrupted_holder():
-            with exporter._guard.lock:
+            with lock_of(exporter):
                 c.record_success("n", 1.0)
             done.set()
 
@@ -516,7 +517,7 @@ class TestReentrancy:
         handled = []
 
         def handler(signum, frame):
-            handled.append(exporter._guard.owned())
+            handled.append(owns_lock(exporter))
             c.record_success("from-signal", 2.0)
 
         previous = signal.signal(signal.SIGALRM, handler)
@@ -545,7 +546,7 @@ class TestReentrancy:
             # Bounded: every recording into the SDK allocates enough to
             # trigger collections here, each of which would record again.
             if phase == "stop" and len(held) < 500:
-                held.append(exporter._guard.owned())
+                held.append(owns_lock(exporter))
                 c.record_success("from-gc", 1.0)
 
         old = gc.get_threshold()
@@ -625,20 +626,21 @@ class TestReentrancy:
         """Before a fork the hook holds the exporter's lock, so no recording is inside the SDK."""
         c, _reader = setup
         exporter = the_exporter(c)
-        _sync._before_fork()
+        before, after_in_parent, _ = fork_hooks()
+        before()
         try:
-            assert any(lock is exporter._guard.lock for lock in _sync._HELD_FOR_FORK)
-            assert exporter._guard.owned()
+            assert any(lock is lock_of(exporter) for lock in locks_held_for_fork())
+            assert owns_lock(exporter)
         finally:
-            _sync._after_fork_in_parent()
-        assert not exporter._guard.owned()
+            after_in_parent()
+        assert not owns_lock(exporter)
 
     @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
     def test_child_gets_a_fresh_lock(self, setup):
         """An exporter lock held at fork time (by a thread gone in the child) is replaced."""
         c, reader = setup
         exporter = the_exporter(c)
-        with exporter._guard.lock:
+        with lock_of(exporter):
             pid = os.fork()
             if pid == 0:
                 code = 1

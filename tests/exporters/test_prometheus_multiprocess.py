@@ -12,6 +12,7 @@ import urllib.request
 
 import pytest
 
+from _internals import mirror_lock
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -210,7 +211,7 @@ class TestMirror:
         c = NodeMetricsCollector()
         sync, registry = mirrored(c)
         c.record_success("n", 1.0)
-        with sync._lock:
+        with mirror_lock(sync):
             sync.sync()
         assert key("nodemetrics_node_duration_seconds_count", node="n") not in samples(registry)
         sync.sync()

@@ -27,7 +27,13 @@ from pathlib import Path
 
 import pytest
 
-from _internals import fake_clock, fold_batch, holding_lock_between_changes, window_samples
+from _internals import (
+    fake_clock,
+    fold_batch,
+    holding_lock_between_changes,
+    owns_lock,
+    window_samples,
+)
 
 import nodemetrics
 
@@ -128,7 +134,7 @@ def assert_sound(c: NodeMetricsCollector, invariants) -> None:
     # ...and the interrupted thread itself goes on without an error.
     for _, call in every_call(c):
         call()
-    assert not c._guard.owned()
+    assert not owns_lock(c)
 
 
 @pytest.fixture
@@ -202,6 +208,7 @@ READ_FROM_HANDLER = textwrap.dedent(
     from nodemetrics import NodeMetricsCollector, metered
     sys.path.insert(0, {tests!r})
     from conftest import broken_invariants
+    from _internals import owns_lock
 
     c = NodeMetricsCollector(window_size=64)
     rng = random.Random(3)
@@ -211,7 +218,7 @@ READ_FROM_HANDLER = textwrap.dedent(
     def handler(signum, frame):
         global inside, reads
         signal.setitimer(signal.ITIMER_REAL, rng.uniform(50e-6, 250e-6))
-        inside += c._guard.owned()
+        inside += owns_lock(c)
         for m in [c.get_node_metrics("n"), *c.get_all_node_metrics().values()]:
             problems.extend(broken_invariants(m))
         json.loads(c.to_json())
@@ -314,7 +321,7 @@ class TestEveryOpcode:
                 c, call = prepared()
                 with contextlib.suppress(Interrupt):
                     _raise_at(k, call)
-                assert not c._guard.owned(), f"lock left held after a raise at opcode {k}"
+                assert not owns_lock(c), f"lock left held after a raise at opcode {k}"
                 assert_sound(c, invariants)
 
         # In a thread of its own: an exception a trace function raises inside an
@@ -492,7 +499,7 @@ class TestHotPathRelease:
             done.set()
             thread.join(10)
         assert not isinstance(raised.value.__context__, RuntimeError)
-        assert not c._guard.owned()
+        assert not owns_lock(c)
         c.record_success("n", 3.0)
         assert (2, 3.0) == (
             c.get_node_metrics("n").success_count,
@@ -518,4 +525,4 @@ class TestHotPathRelease:
                 _raise_at(
                     k, functools.partial(fresh.record_success, "n", 1.0), RuntimeError("injected")
                 )
-            assert not fresh._guard.owned(), f"lock left held after a raise at point {k}"
+            assert not owns_lock(fresh), f"lock left held after a raise at point {k}"

@@ -8,6 +8,8 @@ import sys
 import threading
 import time
 
+from _internals import holding_lock_between_changes, pending_count
+
 from nodemetrics import NodeMetricsCollector
 
 
@@ -19,9 +21,9 @@ def test_timed_success_never_overtakes_a_queued_failure():
     of the timed success that follows it: with window_size=1 the success is the latest."""
     c = NodeMetricsCollector(window_size=1)
     c.record_success("n", 1.0)  # the node exists: timed successes would batch
-    with c._guard.lock:  # what a signal handler interrupting a recording sees
+    with holding_lock_between_changes(c):  # what a signal handler interrupting a recording sees
         c.record_failure("n", 50.0)
-        assert 1 == len(c._guard.pending)
+        assert 1 == pending_count(c)
     with c.track("n"):
         pass
     m = c.get_node_metrics("n")
