@@ -7,7 +7,7 @@ import json
 import math
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
@@ -72,6 +72,33 @@ def _failure_rate_threshold(value: object) -> float | None:
 
 def _latency_threshold_ms(value: object) -> float | None:
     return optional_real("latency_threshold_ms", value, math.inf)
+
+
+_T = TypeVar("_T")
+
+
+def _snapshot_and_histogram(state: _Node) -> tuple[NodeMetrics, NodeHistogram]:
+    snapshot = state.snapshot()
+    return snapshot, state.histogram(snapshot)
+
+
+def _read_aside(reading: list[Any], state: _Node, read: Callable[[_Node], _T]) -> _T:
+    """
+    Read *state* from inside a call of this thread (a signal handler's read).
+
+    The node is in *reading* meanwhile, so that a read nested in this one
+    leaves it alone. Cut short, the read may leave the node half caught up,
+    with nothing to mark it for repair: it is repaired here and then.
+    """
+    try:
+        reading.append(state)
+        return read(state)
+    except BaseException:
+        state.repair()
+        raise
+    finally:
+        if reading and reading[-1] is state:
+            reading.pop()
 
 
 @attrs.define(kw_only=True, repr=False, eq=False)
@@ -699,21 +726,23 @@ class NodeMetricsCollector:
         return both
 
     def _read_both_interrupted(self, state: _Node) -> tuple[NodeMetrics, NodeHistogram]:
-        if state is self._guard.current:
+        guard = self._guard
+        if state is guard.current or state in guard.reading:
             cached: tuple[NodeMetrics, NodeHistogram] | None = state.hist_cache
             if cached is not None and cached[0] is state.published:
                 return cached
             bounds = self.buckets
             return EMPTY, _trusted(bounds, (0,) * (len(bounds) + 1), 0, 0.0)
-        snapshot = state.snapshot()
-        return snapshot, state.histogram(snapshot)
+        return _read_aside(guard.reading, state, _snapshot_and_histogram)
 
     def _read_interrupted(self, state: _Node) -> NodeMetrics:
         # This thread holds the lock in a call that a signal handler or
-        # finalizer interrupted: leave the node that call is changing alone.
-        if state is self._guard.current:
+        # finalizer interrupted: leave alone the node that call is changing,
+        # and any node that an interrupted read is reading (handlers nest).
+        guard = self._guard
+        if state is guard.current or state in guard.reading:
             return state.published or EMPTY
-        return state.snapshot()
+        return _read_aside(guard.reading, state, _Node.snapshot)
 
     def reset_node_metrics(self, node: str | None = None) -> None:
         """

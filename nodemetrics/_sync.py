@@ -56,6 +56,11 @@ answer). If it holds it already:
   or the empty one if it was never read). Such a read never applies the
   queue and never adds or removes nodes. A read of all nodes walks a copy of
   the node table, so that a call that goes ahead may add one meanwhile.
+  Handlers nest (a second signal during the first's read), so the node such
+  a read is catching up is in ``guard.reading`` meanwhile, and a read nested
+  in it reads that node as it was last read too; and a read cut short (by a
+  nested handler's exception) repairs its node before it lets the exception
+  go, since nothing else would.
   While a call applies the queue, ``guard.current`` is :data:`BUSY`.
 
 **A call cut short leaves nothing broken.** A call sets ``guard.current`` to
@@ -125,7 +130,7 @@ BUSY: Any = _Busy()
 class Guard:
     """The lock of one collector and the protocol's bookkeeping around it."""
 
-    __slots__ = ("__weakref__", "current", "hold", "lock", "owned", "pending")
+    __slots__ = ("__weakref__", "current", "hold", "lock", "owned", "pending", "reading")
 
     def __init__(self) -> None:
         self.lock: threading.RLock
@@ -138,6 +143,9 @@ class Guard:
         self.hold = False
         #: The node a call is changing; left set only by a call cut short.
         self.current: Any = None
+        #: The nodes that reads from inside a call of this thread (signal
+        #: handlers, finalizers; they nest) are reading, innermost last.
+        self.reading: list[Any] = []
         register(self)
 
     def renew(self) -> None:

@@ -526,3 +526,144 @@ class TestHotPathRelease:
                     k, functools.partial(fresh.record_success, "n", 1.0), RuntimeError("injected")
                 )
             assert not owns_lock(fresh), f"lock left held after a raise at point {k}"
+
+
+def _call_at(k: int, action: Callable[[], object], call: Callable[[], object]) -> None:
+    """Run *call*, running *action* (as a signal handler would) at its k-th interruptible
+    point inside nodemetrics; the trace function is off while *action* runs."""
+    left = k
+    interruptible = _interruptible()
+
+    def local(frame, event, arg):
+        nonlocal left
+        if event == "opcode" and interruptible(frame):
+            left -= 1
+            if left == 0:
+                action()
+        return local
+
+    def trace(frame, event, arg):
+        if left > 0 and frame.f_code.co_filename.startswith(PACKAGE):
+            frame.f_trace_opcodes = True
+            return local
+        return None
+
+    _with_trace(trace, call)
+
+
+@pytest.mark.skipif(
+    sys.version_info[:2] != (3, 11),
+    reason="runs a handler from a trace function's opcode events, as TestEveryOpcode does",
+)
+class TestNestedHandlerReads:
+    """
+    A signal handler that reads while its thread is inside the collector may itself be
+    interrupted by another handler that reads (a timer re-armed at once, a second
+    signal): at each point of the first read, the second returns a sound snapshot, and
+    neither breaks the node for the reads that follow.
+    """
+
+    @pytest.mark.parametrize(
+        "read",
+        [
+            lambda c: c.get_node_metrics("b"),
+            lambda c: c.get_all_node_metrics(),
+            lambda c: c.get_node_histogram("b"),
+            lambda c: c.to_json(),
+        ],
+        ids=["get_node_metrics", "get_all_node_metrics", "get_node_histogram", "to_json"],
+    )
+    def test_a_read_in_a_handler_interrupted_by_another(self, read, interrupted, invariants):
+        def prepared() -> NodeMetricsCollector:
+            c = NodeMetricsCollector(window_size=10)
+            for d in range(1, 16):
+                c.record_success("b", float(d))
+            c.get_node_metrics("b")  # read: later records are noted, then caught up
+            for d in (100.0, 200.0, 300.0):
+                c.record_success("b", d)
+            return c
+
+        expected = prepared().get_node_metrics("b")
+
+        def first_handler(c: NodeMetricsCollector) -> None:
+            with interrupted(c):  # its thread was inside the collector, changing a node
+                read(c)
+
+        total = _count_points(lambda: first_handler(prepared()))
+        assert total > 5
+        for k in range(1, total + 1):
+            c = prepared()
+            seen: list[object] = []
+
+            def second_handler(c=c, seen=seen) -> None:
+                seen.append(c.get_node_metrics("b"))
+                seen.extend(c.get_all_node_metrics().values())
+                c.get_node_histogram("b")
+
+            _call_at(k, second_handler, functools.partial(first_handler, c))
+            assert all(not invariants(m) for m in seen), k
+            assert expected == c.get_node_metrics("b"), k
+            h = c.get_node_histogram("b")
+            assert expected.total_executions == h.count, k
+
+    def test_a_read_in_a_handler_cut_short_leaves_the_node_sound(self, interrupted):
+        """A handler's read cut short by an exception (a nested handler's), at each point:
+        the node it was reading is put right there and then, for every later read."""
+
+        def prepared() -> NodeMetricsCollector:
+            c = NodeMetricsCollector(window_size=10)
+            for d in range(1, 16):
+                c.record_success("b", float(d))
+            c.get_node_metrics("b")
+            for d in (100.0, 200.0, 300.0):
+                c.record_success("b", d)
+            return c
+
+        expected = prepared().get_node_metrics("b")
+
+        def first_handler(c: NodeMetricsCollector) -> None:
+            with interrupted(c):
+                c.get_node_metrics("b")
+
+        def nested() -> None:
+            raise Interrupt
+
+        total = _count_points(lambda: first_handler(prepared()))
+        for k in range(1, total + 1):
+            c = prepared()
+            with contextlib.suppress(Interrupt):
+                _call_at(k, nested, functools.partial(first_handler, c))
+            assert expected == c.get_node_metrics("b"), k
+            assert expected.total_executions == c.get_node_histogram("b").count, k
+
+
+def test_a_read_from_inside_the_collector_cut_short_repairs_its_node(monkeypatch, interrupted):
+    """A read made from inside a call of its own thread (a signal handler's) that an
+    exception cuts short mid catch-up leaves nothing to repair later: every later read
+    gives the node's true percentiles."""
+    from _internals import window_of
+
+    def prepared() -> NodeMetricsCollector:
+        c = NodeMetricsCollector(window_size=10)
+        for d in range(1, 16):
+            c.record_success("b", float(d))
+        c.get_node_metrics("b")
+        for d in (100.0, 200.0, 300.0):
+            c.record_success("b", d)
+        return c
+
+    expected = prepared().get_node_metrics("b")
+    c = prepared()
+    window = type(window_of(c, "b"))
+    real = window._catch_up
+
+    def cut(self):
+        self._gone.pop()  # one leaver never taken out: cut short part-way
+        real(self)
+        raise Interrupt
+
+    monkeypatch.setattr(window, "_catch_up", cut)
+    with pytest.raises(Interrupt), interrupted(c):
+        c.get_node_metrics("b")
+    monkeypatch.setattr(window, "_catch_up", real)
+    assert expected == c.get_node_metrics("b")
