@@ -266,6 +266,39 @@ class TestUpkeep:
         w.extend([5.0, 4.0, 6.0])
         assert 6.0 == w.newest()
 
+    def test_added_counts_modulo_the_size_once_full(self):
+        """added() counts the samples added while the ring fills, then counts modulo the size."""
+        w = RollingWindow(3)
+        counts = []
+        for v in range(1, 8):
+            w.add(float(v), False)
+            counts.append(w.added())
+        assert [n if n < 3 else n % 3 for n in range(1, 8)] == counts
+
+    # Failures at 1.0, 3.0 and 4.0: the first two samples keep one of them.
+    @pytest.mark.parametrize("added", [0, 2])
+    def test_disown_drops_the_later_samples_of_a_ring_not_yet_full(self, added):
+        """disown(k) on a ring not yet full keeps its first k samples and their failures only."""
+        outcomes = [(1.0, True), (2.0, False), (3.0, True), (4.0, True)]
+        w = RollingWindow(10, count_failures=True)
+        for value, failed in outcomes:
+            w.add(value, failed)
+        w.disown(added)
+        kept = outcomes[:added]
+        assert [v for v, _ in kept] == w.latest(10)
+        assert (added, sum(f for _, f in kept)) == (w.added(), w.failures)
+        assert close(oracle([v for v, _ in kept]), list(w.p50_p90_p99()))
+
+    def test_disown_makes_a_full_rings_later_samples_its_oldest(self):
+        """disown(k) on a full ring makes the samples after the first k the next to be evicted."""
+        w = RollingWindow(3)
+        for v in [1.0, 2.0, 3.0, 4.0, 5.0]:
+            w.add(v, False)
+        w.disown(4)  # 5.0 took 2.0's slot; it is now the oldest
+        assert (4.0, 4 % 3) == (w.newest(), w.added())
+        w.add(6.0, False)
+        assert [3.0, 4.0, 6.0] == w.latest(3)
+
     @pytest.mark.parametrize("k", [0, 1, 2, 3, 5])
     def test_latest(self, k):
         """latest(k) is the k newest samples, oldest first, whether or not the ring wrapped."""
