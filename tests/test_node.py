@@ -6,7 +6,14 @@ from bisect import bisect_left
 
 import pytest
 
-from _internals import cut_add_after_window, empty_window, fake_clock, fold_batch, window_samples
+from _internals import (
+    cut_add_after_window,
+    empty_window,
+    fake_clock,
+    fold_batch,
+    window_of,
+    window_samples,
+)
 
 from nodemetrics import NodeMetricsCollector
 from nodemetrics._histogram import DEFAULT_BUCKETS_MS
@@ -149,3 +156,119 @@ class TestRepair:
         c.get_node_histogram("n")
         c.record_success("n", 50.0)
         assert [20.0, 30.0, 40.0, 50.0] == sorted(window_samples(c, "n"))
+
+    def test_a_fresh_start_still_tells_a_later_uncounted_sample_apart(self):
+        """After a node that counted nothing starts afresh, a later cut add is dropped alone."""
+        c = NodeMetricsCollector()
+        c.record_retry("n")
+        cut_add_after_window(c, "n", 3.0)
+        c.record_success("n", 5.0)  # repairs the node first: it starts afresh
+        c.record_success("n", 6.0)
+        cut_add_after_window(c, "n", 7.0)
+        assert 6.0 == c.get_node_metrics("n").last_execution_ms
+        assert [5.0, 6.0] == window_samples(c, "n")
+
+    def test_an_uncounted_sample_after_a_made_up_one_leaves_a_ring_not_yet_full(self):
+        """
+        Once repair has made a sample up in a ring not yet full, the window
+        holds fewer samples than executions: a later add cut short is still
+        the one dropped.
+        """
+        c = NodeMetricsCollector(window_size=10)
+        for d in (1.0, 2.0, 3.0):
+            c.record_success("n", d)
+        empty_window(c, "n")
+        c.get_node_metrics("n")  # repaired: [3.0]
+        for d in (20.0, 30.0):
+            c.record_success("n", d)
+        cut_add_after_window(c, "n", 5000.0)
+        assert 30.0 == c.get_node_metrics("n").last_execution_ms
+        assert [3.0, 20.0, 30.0] == window_samples(c, "n")
+
+    def test_a_made_up_sample_is_the_last_duration_and_a_success(self):
+        """The sample made up for an emptied window is the last duration, even 0.0, a success."""
+        # With a callback the window counts failures.
+        c = NodeMetricsCollector(
+            failure_rate_threshold=0.5, on_failure_rate_threshold=lambda *_: None
+        )
+        c.record_failure("n", 2.0, ValueError())
+        c.record_success("n", 0.0)
+        empty_window(c, "n")
+        m = c.get_node_metrics("n")  # repaired: [0.0]
+        assert (2, 0.0, 0.0, 0.0) == (m.total_executions, m.last_execution_ms, m.p50, m.p99)
+        assert ([0.0], 0) == (window_samples(c, "n"), window_of(c, "n").failures)
+
+    def test_the_durations_a_window_lost_are_made_up_in_the_latest_ones_bucket(self):
+        """
+        Durations counted but not yet bucketed when the window lost them are
+        bucketed with the latest duration: the histogram still counts every
+        execution once.
+        """
+        c = NodeMetricsCollector()
+        for d in (300.0, 300.0):
+            c.record_success("n", d)
+        c.get_node_histogram("n")  # bucketed
+        for d in (1.0, 2.0, 300.0):  # counted, waiting in the window
+            c.record_success("n", d)
+        empty_window(c, "n")
+        h = c.get_node_histogram("n")  # repaired: [300.0]
+        assert (5, 903.0, bucketed([300.0] * 5)) == (h.count, h.sum_ms, list(h.counts))
+
+    # The batch's middle duration ends up the window's newest: in the bucket
+    # just past those used so far, or past the top bound.
+    @pytest.mark.parametrize("lost", [1.5, 1e7])
+    def test_a_fold_cut_short_that_overran_a_full_window_leaves_the_counted_histogram(
+        self, monkeypatch, lost
+    ):
+        """
+        A fold cut short after its batch, longer than the window, replaced
+        every sample, before counting it: the histogram keeps exactly the
+        executions counted.
+        """
+        c = NodeMetricsCollector(window_size=2)
+        c.record_success("n", 1.0)
+        c.get_node_histogram("n")  # 1.0 is bucketed: only its bucket is kept
+        with fake_clock([int(d * 1e6) for d in (0.5, lost, 0.5)]):
+            for _ in range(3):
+                with c.track("n"):
+                    pass
+
+        def cut(self, values):
+            real(self, values)
+            raise KeyboardInterrupt
+
+        real = RollingWindow.extend
+        monkeypatch.setattr(RollingWindow, "extend", cut)
+        with pytest.raises(KeyboardInterrupt):
+            fold_batch(c, "n")
+        monkeypatch.setattr(RollingWindow, "extend", real)
+        h = c.get_node_histogram("n")  # repairs the node first
+        assert (1, 1.0, bucketed([1.0])) == (h.count, h.sum_ms, list(h.counts))
+
+    @pytest.mark.xfail(
+        strict=True,
+        reason="repair() takes the window's newest as the last duration, and after a fold "
+        "cut short that overran a full window every sample there is uncounted",
+    )
+    def test_a_fold_cut_short_that_overran_a_full_window_keeps_the_last_counted_duration(
+        self, monkeypatch
+    ):
+        """The last duration after such a fold is still the last counted one, not a lost one."""
+        c = NodeMetricsCollector(window_size=2)
+        c.record_success("n", 1.0)
+        with fake_clock([int(d * 1e6) for d in (1.5, 1e7, 2.5)]):
+            for _ in range(3):
+                with c.track("n"):
+                    pass
+
+        def cut(self, values):
+            real(self, values)
+            raise KeyboardInterrupt
+
+        real = RollingWindow.extend
+        monkeypatch.setattr(RollingWindow, "extend", cut)
+        with pytest.raises(KeyboardInterrupt):
+            fold_batch(c, "n")
+        monkeypatch.setattr(RollingWindow, "extend", real)
+        m = c.get_node_metrics("n")  # repairs the node first
+        assert (1, 1.0, 1.0) == (m.total_executions, m.avg_execution_ms, m.last_execution_ms)
