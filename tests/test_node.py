@@ -245,11 +245,6 @@ class TestRepair:
         h = c.get_node_histogram("n")  # repairs the node first
         assert (1, 1.0, bucketed([1.0])) == (h.count, h.sum_ms, list(h.counts))
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="repair() takes the window's newest as the last duration, and after a fold "
-        "cut short that overran a full window every sample there is uncounted",
-    )
     def test_a_fold_cut_short_that_overran_a_full_window_keeps_the_last_counted_duration(
         self, monkeypatch
     ):
