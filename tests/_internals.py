@@ -60,14 +60,16 @@ def window_of(collector: NodeMetricsCollector, name: str) -> RollingWindow:
     return collector._nodes[name].window
 
 
-def cut_add_after_window(collector: NodeMetricsCollector, name: str, value: float) -> None:
+def cut_add_after_window(
+    collector: NodeMetricsCollector, name: str, value: float, failed: bool = False
+) -> None:
     """
     Leave node *name* as a ``_Node.add()`` cut short right after its window
     took *value*: a sample that no count includes, with the node marked as
     being changed, so that the next call repairs it.
     """
     state = collector._nodes[name]
-    state.window.add(value, False)
+    state.window.add(value, failed)
     collector._guard.current = state
 
 
@@ -86,6 +88,12 @@ def window_samples(collector: NodeMetricsCollector, name: str) -> list[float]:
     """Node *name*'s window, oldest first."""
     window = collector._nodes[name].window
     return window.latest(len(window))
+
+
+def window_failures(collector: NodeMetricsCollector, name: str) -> int | None:
+    """How many failures node *name*'s window counts (None if it counts none)."""
+    window = collector._nodes[name].window
+    return None if window._failed is None else window.failures
 
 
 def window_notes(window: RollingWindow) -> int:

@@ -11,6 +11,7 @@ from _internals import (
     empty_window,
     fake_clock,
     fold_batch,
+    window_failures,
     window_of,
     window_samples,
 )
@@ -106,10 +107,14 @@ class TestRepair:
         counted, the window and the histogram hold the durations counted, not
         the sample no count includes.
         """
-        c = NodeMetricsCollector(failure_rate_threshold=0.5 if failures else None)
+        c = NodeMetricsCollector(
+            failure_rate_threshold=0.5 if failures else None,
+            # The window counts failures only when their rate is watched.
+            on_failure_rate_threshold=(lambda node, rate: None) if failures else None,
+        )
         c.record_success("n", 1.0)  # waits in the window, not yet bucketed
         c.record_failure("n", 2.0, ValueError())
-        cut_add_after_window(c, "n", 500.0)
+        cut_add_after_window(c, "n", 500.0, failed=failures)
         h = c.get_node_histogram("n")  # repairs the node first
         m = c.get_node_metrics("n")
         assert (2, 3.0, bucketed([1.0, 2.0])) == (h.count, h.sum_ms, list(h.counts))
@@ -117,6 +122,8 @@ class TestRepair:
         assert m.p99 <= 2.0
         c.record_success("n", 3.0)
         assert [1.0, 2.0, 3.0] == window_samples(c, "n")
+        if failures:  # the disowned failure's flag went with it: 1 failure in 3
+            assert window_failures(c, "n") == 1
 
     @pytest.mark.parametrize("recorded", [2, 3, 4, 7])
     def test_an_uncounted_sample_becomes_a_full_rings_oldest(self, recorded):
