@@ -488,9 +488,9 @@ class RollingWindow:
         Disown the samples added after the first *added*.
 
         A change cut short added them and counted nothing (see
-        ``_Node.repair``). A ring not yet full drops them. A full one makes them its oldest, the
-        next to be evicted: the samples they replaced are gone, and its
-        newest is again the newest of the first *added*.
+        ``_Node.repair``). A ring not yet full drops them. A full one makes
+        them its oldest, the next to be evicted: the samples they replaced
+        are gone, and its newest is again the newest of the first *added*.
         """
         ring = self._ring
         if len(ring) < self._size:
