@@ -30,6 +30,20 @@ def bucketed(durations: list[float]) -> list[int]:
     return counts
 
 
+def fold_cut_after_extend(monkeypatch, c: NodeMetricsCollector) -> None:
+    """Fold node "n"'s batch, cut short (KeyboardInterrupt) once its window took the batch."""
+
+    def cut(self, values):
+        real(self, values)
+        raise KeyboardInterrupt
+
+    real = RollingWindow.extend
+    monkeypatch.setattr(RollingWindow, "extend", cut)
+    with pytest.raises(KeyboardInterrupt):
+        fold_batch(c, "n")
+    monkeypatch.setattr(RollingWindow, "extend", real)
+
+
 class TestRepair:
     def test_a_node_that_counted_nothing_starts_afresh(self):
         """A first recording cut short after the window took it leaves no trace once repaired."""
@@ -59,15 +73,7 @@ class TestRepair:
         with fake_clock([int(lost * 1e6)]), c.track("n"):
             pass
 
-        def cut(self, values):
-            real(self, values)
-            raise KeyboardInterrupt
-
-        real = RollingWindow.extend
-        monkeypatch.setattr(RollingWindow, "extend", cut)
-        with pytest.raises(KeyboardInterrupt):
-            fold_batch(c, "n")
-        monkeypatch.setattr(RollingWindow, "extend", real)
+        fold_cut_after_extend(monkeypatch, c)
         h = c.get_node_histogram("n")  # repairs the node first
         m = c.get_node_metrics("n")
         assert (1, 1.0, 1.0, 1.0) == (m.total_executions, m.last_execution_ms, m.p50, m.p99)
@@ -240,15 +246,7 @@ class TestRepair:
                 with c.track("n"):
                     pass
 
-        def cut(self, values):
-            real(self, values)
-            raise KeyboardInterrupt
-
-        real = RollingWindow.extend
-        monkeypatch.setattr(RollingWindow, "extend", cut)
-        with pytest.raises(KeyboardInterrupt):
-            fold_batch(c, "n")
-        monkeypatch.setattr(RollingWindow, "extend", real)
+        fold_cut_after_extend(monkeypatch, c)
         h = c.get_node_histogram("n")  # repairs the node first
         assert (1, 1.0, bucketed([1.0])) == (h.count, h.sum_ms, list(h.counts))
 
@@ -263,14 +261,6 @@ class TestRepair:
                 with c.track("n"):
                     pass
 
-        def cut(self, values):
-            real(self, values)
-            raise KeyboardInterrupt
-
-        real = RollingWindow.extend
-        monkeypatch.setattr(RollingWindow, "extend", cut)
-        with pytest.raises(KeyboardInterrupt):
-            fold_batch(c, "n")
-        monkeypatch.setattr(RollingWindow, "extend", real)
+        fold_cut_after_extend(monkeypatch, c)
         m = c.get_node_metrics("n")  # repairs the node first
         assert (1, 1.0, 1.0) == (m.total_executions, m.avg_execution_ms, m.last_execution_ms)

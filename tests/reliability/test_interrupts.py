@@ -32,6 +32,7 @@ from _internals import (
     fold_batch,
     holding_lock_between_changes,
     owns_lock,
+    window_of,
     window_samples,
 )
 
@@ -551,6 +552,18 @@ def _call_at(k: int, action: Callable[[], object], call: Callable[[], object]) -
     _with_trace(trace, call)
 
 
+def _with_notes_to_catch_up() -> NodeMetricsCollector:
+    """A collector whose node "b" (window 10) was read, then recorded three times: its
+    next read catches the window up on those notes."""
+    c = NodeMetricsCollector(window_size=10)
+    for d in range(1, 16):
+        c.record_success("b", float(d))
+    c.get_node_metrics("b")
+    for d in (100.0, 200.0, 300.0):
+        c.record_success("b", d)
+    return c
+
+
 @pytest.mark.skipif(
     sys.version_info[:2] != (3, 11),
     reason="runs a handler from a trace function's opcode events, as TestEveryOpcode does",
@@ -574,25 +587,16 @@ class TestNestedHandlerReads:
         ids=["get_node_metrics", "get_all_node_metrics", "get_node_histogram", "to_json"],
     )
     def test_a_read_in_a_handler_interrupted_by_another(self, read, interrupted, invariants):
-        def prepared() -> NodeMetricsCollector:
-            c = NodeMetricsCollector(window_size=10)
-            for d in range(1, 16):
-                c.record_success("b", float(d))
-            c.get_node_metrics("b")  # read: later records are noted, then caught up
-            for d in (100.0, 200.0, 300.0):
-                c.record_success("b", d)
-            return c
-
-        expected = prepared().get_node_metrics("b")
+        expected = _with_notes_to_catch_up().get_node_metrics("b")
 
         def first_handler(c: NodeMetricsCollector) -> None:
             with interrupted(c):  # its thread was inside the collector, changing a node
                 read(c)
 
-        total = _count_points(lambda: first_handler(prepared()))
+        total = _count_points(lambda: first_handler(_with_notes_to_catch_up()))
         assert total > 5
         for k in range(1, total + 1):
-            c = prepared()
+            c = _with_notes_to_catch_up()
             seen: list[object] = []
 
             def second_handler(c=c, seen=seen) -> None:
@@ -610,16 +614,7 @@ class TestNestedHandlerReads:
         """A handler's read cut short by an exception (a nested handler's), at each point:
         the node it was reading is put right there and then, for every later read."""
 
-        def prepared() -> NodeMetricsCollector:
-            c = NodeMetricsCollector(window_size=10)
-            for d in range(1, 16):
-                c.record_success("b", float(d))
-            c.get_node_metrics("b")
-            for d in (100.0, 200.0, 300.0):
-                c.record_success("b", d)
-            return c
-
-        expected = prepared().get_node_metrics("b")
+        expected = _with_notes_to_catch_up().get_node_metrics("b")
 
         def first_handler(c: NodeMetricsCollector) -> None:
             with interrupted(c):
@@ -628,9 +623,9 @@ class TestNestedHandlerReads:
         def nested() -> None:
             raise Interrupt
 
-        total = _count_points(lambda: first_handler(prepared()))
+        total = _count_points(lambda: first_handler(_with_notes_to_catch_up()))
         for k in range(1, total + 1):
-            c = prepared()
+            c = _with_notes_to_catch_up()
             with contextlib.suppress(Interrupt):
                 _call_at(k, nested, functools.partial(first_handler, c))
             assert expected == c.get_node_metrics("b"), k
@@ -641,19 +636,8 @@ def test_a_read_from_inside_the_collector_cut_short_repairs_its_node(monkeypatch
     """A read made from inside a call of its own thread (a signal handler's) that an
     exception cuts short mid catch-up leaves nothing to repair later: every later read
     gives the node's true percentiles."""
-    from _internals import window_of
-
-    def prepared() -> NodeMetricsCollector:
-        c = NodeMetricsCollector(window_size=10)
-        for d in range(1, 16):
-            c.record_success("b", float(d))
-        c.get_node_metrics("b")
-        for d in (100.0, 200.0, 300.0):
-            c.record_success("b", d)
-        return c
-
-    expected = prepared().get_node_metrics("b")
-    c = prepared()
+    expected = _with_notes_to_catch_up().get_node_metrics("b")
+    c = _with_notes_to_catch_up()
     window = type(window_of(c, "b"))
     real = window._catch_up
 
