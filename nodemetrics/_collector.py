@@ -17,7 +17,7 @@ from ._histogram import DEFAULT_BUCKETS_MS, NodeHistogram, _trusted, check_bucke
 from ._log import log
 from ._metrics import EMPTY, NodeMetrics
 from ._node import CANCEL, INTERRUPT, RESET, RETRY, SUCCESS, _Node
-from ._sync import BUSY, Events, Guard, fire, unheld
+from ._sync import BUSY, Events, Guard, fire, take, unheld
 from ._tracker import Tracker, _new
 from ._validate import (
     CATEGORY_INDEX,
@@ -223,7 +223,8 @@ class NodeMetricsCollector:
         lock = guard.lock
         # Not `with lock:`: the same guarantee for half the cost (see _sync).
         try:
-            lock.acquire()
+            if not lock.acquire(False):
+                take(lock)
             if guard.current is not None:
                 # Another thread's call was cut short while we waited.
                 events = self._settle()
@@ -430,9 +431,17 @@ class NodeMetricsCollector:
             if notes:
                 fire(notes)
             return
-        with lock:
+        try:
+            if not lock.acquire(False):
+                take(lock)
             events = self._settle() if guard.current is not None or guard.pending else None
             more = self._apply(node, value, kind)
+        finally:
+            try:
+                lock.release()
+            except RuntimeError as exc:
+                if not unheld(exc):
+                    raise
         if more:
             events = more if events is None else events + more
         if notes:

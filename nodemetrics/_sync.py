@@ -8,32 +8,51 @@ tell a torn story.
 
 **One lock per collector.** Each collector has a :class:`Guard`, whose
 ``lock`` is a :class:`threading.RLock` guarding all of the collector's node
-state but the nodes' batches (below). It is taken with ``with guard.lock:``
-everywhere but in ``record_success()``: from Python 3.11 on, the interpreter
-releases a lock taken by ``with`` whatever exception arrives after the
-acquire returned (a ``KeyboardInterrupt``, an exception raised by a signal
-handler), so no exception can leave it held. (3.10 can deliver one in the
-single bytecode between the end of the block and the call of ``__exit__``;
-README "Guarantees" says so.)
+state but the nodes' batches (below). Reads and resets take it with
+``with guard.lock:``: from Python 3.11 on, the interpreter releases a lock
+taken by ``with`` whatever exception arrives after the acquire returned (a
+``KeyboardInterrupt``, an exception raised by a signal handler), so no
+exception can leave it held. (3.10 can deliver one in the single bytecode
+between the end of the block and the call of ``__exit__``; README
+"Guarantees" says so.)
 
-``record_success()``, which every recording that is not timed makes, pays
-about half as much for the same guarantee written out: ``try:
-lock.acquire()`` ... ``finally: lock.release()``. An exception raised by a
-signal handler arrives only where the interpreter checks for one (from 3.11
-on: after a call returns, on a jump back, on entering a function), so it
-lands either inside the ``try`` (after the acquire returned: the ``finally``
-releases) or inside the acquire itself, when a thread that waits for the
-lock runs the handler. Then nothing was acquired and ``release()`` raises
-the one error :func:`unheld` recognises and lets pass, so that the handler's
-own exception is what propagates. (On 3.10, which checks at almost every
-bytecode, one landing in the ``try`` before the acquire makes the ``finally``
-release a hold of the same thread's interrupted call, if there is one.)
+Recordings, which every instrumented call ends in, pay about half as much
+for the same guarantee written out, and wait for the lock in a way that
+cannot convoy (below): ``try: if not lock.acquire(False): take(lock)`` ...
+``finally: lock.release()``. An exception raised by a signal handler
+arrives only where the interpreter checks for one (from 3.11 on: after a
+call returns, on a jump back, on entering a function), so it lands either
+inside the ``try`` after an acquire returned true (the ``finally``
+releases) or while the thread waits in :func:`take`. Then nothing was
+acquired and ``release()`` raises the one error :func:`unheld` recognises
+and lets pass, so that the handler's own exception is what propagates.
+The release is written out in each ``finally``, never put in a helper: an
+exception can also land on entering a function, and one landing on the
+helper's entry would leave the lock held.
+(On 3.10, which checks at almost every bytecode, one landing in
+``record_success()``'s ``try`` before the acquire makes the ``finally``
+release a hold of the same thread's interrupted call, if there is one.
+The other recordings enter their ``try`` only once ``guard.owned()`` said
+the thread holds no such hold.)
 
 Nothing inside runs user code: classifiers run before it is
 taken, and threshold callbacks and log messages are collected under it and
 run after it is released (:func:`fire`). So a holder always lets go within
 microseconds, and a thread that finds the lock taken by another thread
 simply waits for it.
+
+**A thread that must wait does not queue on the lock.** The recordings
+(``record_success()``, and every other recording and a batch's fold) try
+the lock without blocking, and while another thread holds it they yield
+(``time.sleep(0)``, which lets go of the GIL) and try again. Blocking
+there is what turns two recording threads on two cores into a convoy:
+a release wakes the thread asleep on the lock, which takes it and then
+needs the GIL that the releasing thread holds; that thread's next record
+finds the lock taken and goes to sleep on it in turn, and from then on
+every record waits for a thread to wake up on the other core (two threads
+made 0.4 of one thread's records, against about 1.0 now; README
+"Performance", P8). Reads and resets, rarer and longer, still block with
+``with guard.lock:``.
 
 **Re-entry from the same thread never waits.** A signal handler, a
 finalizer or a GC callback can run in the middle of a collector call, in the
@@ -102,6 +121,7 @@ import weakref
 
 from collections import deque
 from collections.abc import Callable
+from time import sleep
 from typing import Any
 
 from ._log import log
@@ -159,6 +179,17 @@ class Guard:
         """Queue *item* for the call that holds the lock in this thread."""
         self.pending.append(item)
         self.hold = True
+
+
+def take(lock: threading.RLock) -> None:
+    """
+    Acquire *lock*, held by another thread, without queueing on it (see above).
+
+    Only for a thread that does not hold *lock* already, inside the ``try``
+    whose ``finally`` releases it (see above).
+    """
+    while not lock.acquire(False):
+        sleep(0)
 
 
 _UNHELD = ("cannot release un-acquired lock",)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, final
 
 from ._control import INTERRUPTION, control_flow_kind
 from ._log import log_record_failed
+from ._sync import take, unheld
 
 
 if TYPE_CHECKING:
@@ -37,11 +38,19 @@ def fold_batch(collector: NodeMetricsCollector, state: _Node) -> None:
         # This thread is inside the collector already (a signal handler or
         # finalizer timed a block): the batch waits for the next fold.
         return
-    with lock:
+    try:
+        if not lock.acquire(False):
+            take(lock)
         events = collector._settle() if guard.current is not None or guard.pending else None
         guard.current = state
         state.fold()
         guard.current = None
+    finally:
+        try:
+            lock.release()
+        except RuntimeError as exc:
+            if not unheld(exc):
+                raise
     if events:
         collector._fire(events)
 

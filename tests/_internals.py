@@ -153,6 +153,50 @@ def lock_of(guarded: object) -> contextlib.AbstractContextManager[bool]:
     return guarded._guard.lock  # type: ignore[attr-defined]
 
 
+@contextlib.contextmanager
+def counting_yields() -> Iterator[list[int]]:
+    """
+    Count, in the one-item list yielded, the times a recording that waits for
+    a lock another thread holds lets go of the GIL and tries again.
+    """
+    count = [0]
+    sleep = _sync.sleep
+
+    def counted(seconds: float) -> None:
+        count[0] += 1
+        sleep(seconds)
+
+    _sync.sleep = counted
+    try:
+        yield count
+    finally:
+        _sync.sleep = sleep
+
+
+@contextlib.contextmanager
+def raising_after_release(collector: NodeMetricsCollector, exc: BaseException) -> Iterator[None]:
+    """
+    Make the collector's lock raise *exc* just after each release, from a
+    Python frame, as a signal handler that ran right after it would.
+    """
+    guard = collector._guard
+    real = guard.lock
+
+    class Raising:
+        def acquire(self, *args: object) -> bool:
+            return real.acquire(*args)
+
+        def release(self) -> None:
+            real.release()
+            raise exc
+
+    guard.lock = Raising()  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        guard.lock = real
+
+
 def locks_held_for_fork() -> list[object]:
     """The locks the fork hook holds between its before and after hooks."""
     return list(_sync._HELD_FOR_FORK)

@@ -32,6 +32,7 @@ from _internals import (
     fold_batch,
     holding_lock_between_changes,
     owns_lock,
+    raising_after_release,
     window_of,
     window_samples,
 )
@@ -466,11 +467,29 @@ def _with_trace(trace, call) -> None:
         sys.settrace(previous)
 
 
+def _track_then_fold(c: NodeMetricsCollector, node: str) -> None:
+    with c.track(node):
+        pass
+    fold_batch(c, node)
+
+
 class TestHotPathRelease:
     """``record_success()`` releases its lock in a ``finally`` that lets pass only the lock's
     own refusal of a lock it never acquired (see ``_sync``)."""
 
-    def test_an_acquire_interrupted_while_waiting_raises_the_handlers_exception(self):
+    @pytest.mark.parametrize(
+        ("record", "total"),
+        [
+            (lambda c: c.record_success("n", 2.0), 2),
+            (lambda c: c.record_failure("n", 2.0, category="timeout"), 2),
+            # The timed success waits in its batch, and the read folds it.
+            (lambda c: _track_then_fold(c, "n"), 3),
+        ],
+        ids=["record_success", "record_failure", "a batch's fold"],
+    )
+    def test_an_acquire_interrupted_while_waiting_raises_the_handlers_exception(
+        self, record, total
+    ):
         """A recording that waits for a lock another thread holds, interrupted by a signal
         handler that raises, propagates that exception (not the lock's RuntimeError), holds
         nothing, and the collector records and reads normally afterwards."""
@@ -493,7 +512,7 @@ class TestHotPathRelease:
             assert held.wait(10)
             signal.setitimer(signal.ITIMER_REAL, 0.05)
             with pytest.raises(Interrupt) as raised:
-                c.record_success("n", 2.0)
+                record(c)
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
@@ -502,30 +521,67 @@ class TestHotPathRelease:
         assert not isinstance(raised.value.__context__, RuntimeError)
         assert not owns_lock(c)
         c.record_success("n", 3.0)
-        assert (2, 3.0) == (
-            c.get_node_metrics("n").success_count,
-            c.get_node_metrics("n").last_execution_ms,
-        )
+        m = c.get_node_metrics("n")
+        assert (m.total_executions, m.success_count) == (total, total)
+        assert m.last_execution_ms == 3.0
+
+    @pytest.mark.parametrize("message", ["from a handler", "cannot release un-acquired lock"])
+    @pytest.mark.parametrize(
+        ("record", "total"),
+        [
+            (lambda c: c.record_success("n", 1.0), 3),
+            (lambda c: c.record_failure("n", 1.0, category="timeout"), 3),
+            (lambda c: fold_batch(c, "n"), 2),
+        ],
+        ids=["record_success", "record_failure", "a batch's fold"],
+    )
+    def test_a_runtime_error_raised_just_after_the_release_propagates(self, record, total, message):
+        """A RuntimeError that a signal handler raises just after the release propagates,
+        even with the lock's own message: only the lock's refusal, raised with no Python
+        frame below, is let pass."""
+        c = NodeMetricsCollector()
+        c.record_success("n", 1.0)
+        with c.track("n"):
+            pass
+        with raising_after_release(c, RuntimeError(message)), pytest.raises(RuntimeError) as raised:
+            record(c)
+        assert raised.value.args == (message,)
+        assert not owns_lock(c)
+        # The recording (and the timed success it folded) counted before the release.
+        assert c.get_node_metrics("n").total_executions == total
 
     @pytest.mark.skipif(
         sys.version_info[:2] != (3, 11),
         reason="raising from a trace function's opcode events is reliable on 3.11 only "
         "(see TestEveryOpcode)",
     )
-    def test_a_runtime_error_raised_anywhere_inside_propagates(self):
+    @pytest.mark.parametrize(
+        "record",
+        [
+            lambda c: c.record_success("n", 1.0),
+            lambda c: c.record_failure("n", 1.0, category="timeout"),
+            lambda c: fold_batch(c, "n"),
+        ],
+        ids=["record_success", "record_failure", "a batch's fold"],
+    )
+    def test_a_runtime_error_raised_anywhere_inside_propagates(self, record):
         """A RuntimeError raised at any point of a recording where a signal handler's could
         land, including just after the lock's release, propagates: none is swallowed."""
-        c = NodeMetricsCollector()
-        c.record_success("n", 1.0)
-        points = _count_points(functools.partial(c.record_success, "n", 1.0))
+
+        def collector() -> NodeMetricsCollector:
+            c = NodeMetricsCollector()
+            c.record_success("n", 1.0)
+            # A timed success in the batch, for the recording to fold.
+            with c.track("n"):
+                pass
+            return c
+
+        points = _count_points(functools.partial(record, collector()))
         assert points > 5
         for k in range(1, points + 1):
-            fresh = NodeMetricsCollector()
-            fresh.record_success("n", 1.0)
+            fresh = collector()
             with pytest.raises(RuntimeError, match="injected"):
-                _raise_at(
-                    k, functools.partial(fresh.record_success, "n", 1.0), RuntimeError("injected")
-                )
+                _raise_at(k, functools.partial(record, fresh), RuntimeError("injected"))
             assert not owns_lock(fresh), f"lock left held after a raise at point {k}"
 
 

@@ -1,0 +1,85 @@
+"""
+A recording that finds the lock taken by another thread does not queue on it.
+
+Blocking there turns two threads recording on two cores into a lock convoy
+(README "Performance", P8): every record then waits for a thread to wake up
+on the other core. A waiting recording instead lets go of the GIL and tries
+again (see ``_sync``). Whether that makes threads faster is the benchmark's
+to measure; what is tested here is the waiting itself, and that every
+recording made while the lock was held is counted once it is free.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from collections.abc import Callable
+
+import pytest
+
+from _internals import counting_yields, fold_batch, holding_lock_between_changes
+
+from nodemetrics import NodeMetricsCollector
+
+
+#: Enough tries to tell a waiting loop from a single blocking acquire.
+TRIES = 5
+
+
+def _success(c: NodeMetricsCollector) -> None:
+    c.record_success("n", 2.0)
+
+
+def _failure(c: NodeMetricsCollector) -> None:
+    c.record_failure("n", 2.0, category="timeout")
+
+
+def _fold(c: NodeMetricsCollector) -> None:
+    with c.track("n"):
+        pass
+    fold_batch(c, "n")
+
+
+RECORDINGS: dict[str, Callable[[NodeMetricsCollector], None]] = {
+    "record_success": _success,
+    "record_failure": _failure,
+    "a batch's fold": _fold,
+}
+
+
+@pytest.mark.parametrize("record", RECORDINGS.values(), ids=RECORDINGS.keys())
+def test_a_recording_waits_for_a_held_lock_by_trying_again(record):
+    """While another thread holds the lock, a recording keeps letting go of the GIL and
+    trying again instead of sleeping on the lock; once the lock is free it is counted."""
+    c = NodeMetricsCollector()
+    c.record_success("n", 1.0)
+    c.get_node_metrics("n")
+    held, finished = threading.Event(), threading.Event()
+    with counting_yields() as tries:
+
+        def recorder() -> None:
+            assert held.wait(10)
+            record(c)
+            finished.set()
+
+        thread = threading.Thread(target=recorder)
+        thread.start()
+        try:
+            with holding_lock_between_changes(c):
+                held.set()
+                # The recorder cannot finish while the lock is held; a recorder
+                # that slept on the lock would never try again, and this gives
+                # up after a few seconds instead of hanging.
+                for _ in range(500):
+                    if tries[0] >= TRIES or finished.wait(0.01):
+                        break
+                waited = tries[0]
+                done_early = finished.is_set()
+        finally:
+            thread.join(10)
+    assert not done_early, "the recording went ahead while another thread held the lock"
+    assert waited >= TRIES, f"the recording tried the lock {waited} times while it waited"
+    assert finished.is_set()
+    m = c.get_node_metrics("n")
+    assert m.total_executions == 2
+    assert (m.success_count, m.failure_count) == ((1, 1) if record is _failure else (2, 0))
