@@ -207,7 +207,11 @@ class NodeMetricsCollector:
         """
         if type(node) is not str or not node:
             node = check_node(node)
-        if type(duration_ms) is not float or not 0.0 < duration_ms <= MAX_DURATION_MS:
+        if (
+            type(duration_ms) is not float
+            or not duration_ms > 0.0
+            or not duration_ms <= MAX_DURATION_MS
+        ):
             duration_ms, notes = to_duration(node, duration_ms)
             if notes:
                 self._submit(node, duration_ms, SUCCESS, notes)
@@ -243,7 +247,8 @@ class NodeMetricsCollector:
                     # for a full ring that keeps no failure flags (notes or not).
                     window = state.window
                     ring = window._ring  # noqa: SLF001
-                    full = len(ring) == window._size  # noqa: SLF001
+                    size = window._size  # noqa: SLF001
+                    full = len(ring) == size
                     if full and window._failed is None:  # noqa: SLF001
                         head = window._head  # noqa: SLF001
                         if window._stale:  # noqa: SLF001
@@ -256,7 +261,7 @@ class NodeMetricsCollector:
                             if len(new) > window._cap:  # noqa: SLF001
                                 window._go_stale()  # noqa: SLF001
                         head += 1
-                        if head < len(ring):
+                        if head < size:
                             window._head = head  # noqa: SLF001
                             ended = not head % STRETCH
                         else:
