@@ -248,8 +248,9 @@ class NodeMetricsCollector:
                     window = state.window
                     ring = window._ring  # noqa: SLF001
                     size = window._size  # noqa: SLF001
-                    full = len(ring) == size
-                    if full and window._failed is None:  # noqa: SLF001
+                    # Comparisons written where a jump follows them, which
+                    # the interpreter specializes (3.11+); `%` it does not.
+                    if len(ring) == size and window._failed is None:  # noqa: SLF001
                         head = window._head  # noqa: SLF001
                         if window._stale:  # noqa: SLF001
                             ring[head] = duration_ms
@@ -263,7 +264,7 @@ class NodeMetricsCollector:
                         head += 1
                         if head < size:
                             window._head = head  # noqa: SLF001
-                            ended = not head % STRETCH
+                            ended = False if head < STRETCH else not head % STRETCH
                         else:
                             window._head = 0  # noqa: SLF001
                             ended = True
