@@ -473,9 +473,22 @@ def _track_then_fold(c: NodeMetricsCollector, node: str) -> None:
     fold_batch(c, node)
 
 
+#: Each recording that takes the lock in a ``try`` and releases it in a ``finally``.
+_RECORDINGS = pytest.mark.parametrize(
+    "record",
+    [
+        lambda c: c.record_success("n", 1.0),
+        lambda c: c.record_failure("n", 1.0, category="timeout"),
+        lambda c: fold_batch(c, "n"),
+    ],
+    ids=["record_success", "record_failure", "a batch's fold"],
+)
+
+
 class TestHotPathRelease:
-    """``record_success()`` releases its lock in a ``finally`` that lets pass only the lock's
-    own refusal of a lock it never acquired (see ``_sync``)."""
+    """The recordings (``record_success()``, ``_submit()`` for the others, a batch's fold)
+    release their lock in a ``finally`` that lets pass only the lock's own refusal of a lock
+    it never acquired (see ``_sync``)."""
 
     @pytest.mark.parametrize(
         ("record", "total"),
@@ -555,15 +568,7 @@ class TestHotPathRelease:
         reason="raising from a trace function's opcode events is reliable on 3.11 only "
         "(see TestEveryOpcode)",
     )
-    @pytest.mark.parametrize(
-        "record",
-        [
-            lambda c: c.record_success("n", 1.0),
-            lambda c: c.record_failure("n", 1.0, category="timeout"),
-            lambda c: fold_batch(c, "n"),
-        ],
-        ids=["record_success", "record_failure", "a batch's fold"],
-    )
+    @_RECORDINGS
     def test_a_runtime_error_raised_anywhere_inside_propagates(self, record):
         """A RuntimeError raised at any point of a recording where a signal handler's could
         land, including just after the lock's release, propagates: none is swallowed."""
