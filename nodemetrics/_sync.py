@@ -44,7 +44,9 @@ simply waits for it.
 **A thread that must wait does not queue on the lock.** The recordings
 (``record_success()``, and every other recording and a batch's fold) try
 the lock without blocking, and while another thread holds it they yield
-(``time.sleep(0)``, which lets go of the GIL) and try again. Blocking
+(``time.sleep(0)``, which lets go of the GIL) and try again, up to 16
+times before they sleep on it after all (readers that sleep on it would
+otherwise take it from them again and again). Blocking
 there is what turns two recording threads on two cores into a convoy:
 a release wakes the thread asleep on the lock, which takes it and then
 needs the GIL that the releasing thread holds; that thread's next record
@@ -181,6 +183,12 @@ class Guard:
         self.hold = True
 
 
+#: How many times a recording yields and tries again before it sleeps on the
+#: lock after all: a holder that keeps it longer is a read or a reset (or many
+#: of them queued on the lock, which would otherwise starve the recording).
+_TRIES = 16
+
+
 def take(lock: threading.RLock) -> None:
     """
     Acquire *lock*, held by another thread, without queueing on it (see above).
@@ -188,8 +196,11 @@ def take(lock: threading.RLock) -> None:
     Only for a thread that does not hold *lock* already, inside the ``try``
     whose ``finally`` releases it (see above).
     """
-    while not lock.acquire(False):
+    for _ in range(_TRIES):
         sleep(0)
+        if lock.acquire(False):
+            return
+    lock.acquire()
 
 
 _UNHELD = ("cannot release un-acquired lock",)

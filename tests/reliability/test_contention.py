@@ -83,3 +83,38 @@ def test_a_recording_waits_for_a_held_lock_by_trying_again(record):
     m = c.get_node_metrics("n")
     assert m.total_executions == 2
     assert (m.success_count, m.failure_count) == ((1, 1) if record is _failure else (2, 0))
+
+
+def test_a_recording_sleeps_on_a_lock_held_for_long():
+    """A recording that has tried a while sleeps on the lock after all, so that readers
+    queued on it cannot take it from it again and again; it is counted once it is free."""
+    c = NodeMetricsCollector()
+    c.record_success("n", 1.0)
+    held, finished = threading.Event(), threading.Event()
+    with counting_yields() as tries:
+
+        def recorder() -> None:
+            assert held.wait(10)
+            c.record_success("n", 2.0)
+            finished.set()
+
+        thread = threading.Thread(target=recorder)
+        thread.start()
+        try:
+            with holding_lock_between_changes(c):
+                held.set()
+                # Until the tries stop: each is over within microseconds, so a
+                # count unchanged for a tenth of a second is a sleeping recorder.
+                last = -1
+                for _ in range(100):
+                    if finished.wait(0.1) or tries[0] == last:
+                        break
+                    last = tries[0]
+                stopped_at = tries[0]
+                asleep = tries[0] == last and not finished.is_set()
+        finally:
+            thread.join(10)
+    assert asleep, f"still trying after {stopped_at} tries (or finished while the lock was held)"
+    assert 0 < stopped_at < 1_000
+    assert finished.is_set()
+    assert c.get_node_metrics("n").total_executions == 2
