@@ -11,9 +11,10 @@ recording made while the lock was held is counted once it is free.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -47,13 +48,15 @@ RECORDINGS: dict[str, Callable[[NodeMetricsCollector], None]] = {
 }
 
 
-@pytest.mark.parametrize("record", RECORDINGS.values(), ids=RECORDINGS.keys())
-def test_a_recording_waits_for_a_held_lock_by_trying_again(record):
-    """While another thread holds the lock, a recording keeps letting go of the GIL and
-    trying again instead of sleeping on the lock; once the lock is free it is counted."""
-    c = NodeMetricsCollector()
-    c.record_success("n", 1.0)
-    c.get_node_metrics("n")
+@contextlib.contextmanager
+def recording_while_held(
+    c: NodeMetricsCollector, record: Callable[[NodeMetricsCollector], None]
+) -> Iterator[tuple[list[int], threading.Event]]:
+    """
+    Hold *c*'s lock while another thread makes *record*; yield the count of its
+    tries and the event it sets once done. The lock is released, and the thread
+    joined, on leaving.
+    """
     held, finished = threading.Event(), threading.Event()
     with counting_yields() as tries:
 
@@ -67,16 +70,27 @@ def test_a_recording_waits_for_a_held_lock_by_trying_again(record):
         try:
             with holding_lock_between_changes(c):
                 held.set()
-                # The recorder cannot finish while the lock is held; a recorder
-                # that slept on the lock would never try again, and this gives
-                # up after a few seconds instead of hanging.
-                for _ in range(500):
-                    if tries[0] >= TRIES or finished.wait(0.01):
-                        break
-                waited = tries[0]
-                done_early = finished.is_set()
+                yield tries, finished
         finally:
             thread.join(10)
+
+
+@pytest.mark.parametrize("record", RECORDINGS.values(), ids=RECORDINGS.keys())
+def test_a_recording_waits_for_a_held_lock_by_trying_again(record):
+    """While another thread holds the lock, a recording keeps letting go of the GIL and
+    trying again instead of sleeping on the lock; once the lock is free it is counted."""
+    c = NodeMetricsCollector()
+    c.record_success("n", 1.0)
+    c.get_node_metrics("n")
+    with recording_while_held(c, record) as (tries, finished):
+        # The recorder cannot finish while the lock is held; a recorder that
+        # slept on the lock would never try again, and this gives up after a
+        # few seconds instead of hanging.
+        for _ in range(500):
+            if tries[0] >= TRIES or finished.wait(0.01):
+                break
+        waited = tries[0]
+        done_early = finished.is_set()
     assert not done_early, "the recording went ahead while another thread held the lock"
     assert waited >= TRIES, f"the recording tried the lock {waited} times while it waited"
     assert finished.is_set()
@@ -90,30 +104,16 @@ def test_a_recording_sleeps_on_a_lock_held_for_long():
     queued on it cannot take it from it again and again; it is counted once it is free."""
     c = NodeMetricsCollector()
     c.record_success("n", 1.0)
-    held, finished = threading.Event(), threading.Event()
-    with counting_yields() as tries:
-
-        def recorder() -> None:
-            assert held.wait(10)
-            c.record_success("n", 2.0)
-            finished.set()
-
-        thread = threading.Thread(target=recorder)
-        thread.start()
-        try:
-            with holding_lock_between_changes(c):
-                held.set()
-                # Until the tries stop: each is over within microseconds, so a
-                # count unchanged for a tenth of a second is a sleeping recorder.
-                last = -1
-                for _ in range(100):
-                    if finished.wait(0.1) or tries[0] == last:
-                        break
-                    last = tries[0]
-                stopped_at = tries[0]
-                asleep = tries[0] == last and not finished.is_set()
-        finally:
-            thread.join(10)
+    with recording_while_held(c, _success) as (tries, finished):
+        # Until the tries stop: each is over within microseconds, so a count
+        # unchanged for a tenth of a second is a sleeping recorder.
+        last = -1
+        for _ in range(100):
+            if finished.wait(0.1) or tries[0] == last:
+                break
+            last = tries[0]
+        stopped_at = tries[0]
+        asleep = tries[0] == last and not finished.is_set()
     assert asleep, f"still trying after {stopped_at} tries (or finished while the lock was held)"
     assert 0 < stopped_at < 1_000
     assert finished.is_set()
