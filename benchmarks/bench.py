@@ -168,7 +168,7 @@ def bench_calls(cfg: Config) -> dict[str, Rounds]:
     t.add("next duration", nxt)
     t.add("prom observe", lambda: hist.observe(nxt()))
     add_records(t, nxt)
-    add_reads(t, nxt)
+    add_reads(t)
 
     # Not a target: a read after a timed block also folds the batch in.
     tc = NodeMetricsCollector()
@@ -201,35 +201,53 @@ def add_records(t: Timers, nxt: Callable[[], float]) -> None:
         t.add(f"get cached {window}", lambda get=get: get("n"))
 
 
-def records_then_read(window: int, k: int, nxt: Callable[[], float], *, read: bool):
-    """A statement that records k durations (drawn beforehand) into a full window, then reads."""
+#: Fresh durations for the statements that record and read: more than the
+#: largest window, and a prime count, so that no window's leaver is ever the
+#: duration that replaces it (with a few values drawn once and recorded over
+#: and over, a read's newcomers would be its leavers, and the sorted window
+#: would catch up at the same places every time).
+FRESH = 131_071
+
+
+def fresh_durations() -> list[float]:
+    """Plausible durations in ms, as many as `FRESH`, drawn like `durations()`'s."""
+    rng = random.Random(1)
+    return [rng.expovariate(1 / 20) for _ in range(FRESH)]
+
+
+def records_then_read(window: int, k: int, fresh: list[float], *, read: bool) -> Callable[[], None]:
+    """A statement that records k fresh durations into a full window, then reads."""
     c = filled(window)
     rec, get = c.record_success, c.get_node_metrics
-    drawn = [nxt() for _ in range(k)]
+    # A duration comes round again only after FRESH records, by when the
+    # window has long evicted it.
+    stream = itertools.cycle(fresh)
+    take = itertools.islice
 
     def records() -> None:
-        for d in drawn:
+        for d in take(stream, k):
             rec("n", d)
 
     def records_read() -> None:
-        for d in drawn:
+        for d in take(stream, k):
             rec("n", d)
         get("n")
 
     return records_read if read else records
 
 
-def add_reads(t: Timers, nxt: Callable[[], float]) -> None:
+def add_reads(t: Timers) -> None:
     # What a user who reads pays: the records, and the catching up that the
     # read then does, amortized over the records in between.
+    fresh = fresh_durations()
     for window in WINDOWS:
         for k in EVERY:
-            t.add(f"every {k} {window}", records_then_read(window, k, nxt, read=True), calls=k)
+            t.add(f"every {k} {window}", records_then_read(window, k, fresh, read=True), calls=k)
     # And a read alone, after a few records: (records + read) - records.
     for window in (100, 100_000):
         for k in BEFORE_READ:
-            t.add(f"{k} records {window}", records_then_read(window, k, nxt, read=False))
-            t.add(f"{k} records+get {window}", records_then_read(window, k, nxt, read=True))
+            t.add(f"{k} records {window}", records_then_read(window, k, fresh, read=False))
+            t.add(f"{k} records+get {window}", records_then_read(window, k, fresh, read=True))
 
 
 def derived(m: dict[str, Rounds]) -> dict[str, Rounds]:
