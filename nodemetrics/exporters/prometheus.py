@@ -47,6 +47,24 @@ _Entry = tuple[NodeMetrics, NodeHistogram, _Labels, tuple[tuple[Sample, ...], ..
 _NONE_YET: Any = (None,) * 8
 
 
+def label_value(node: str) -> str:
+    r"""
+    Return *node* as a Prometheus label value: itself, if it can be UTF-8.
+
+    A name holding a lone surrogate (what ``os.fsdecode()``, ``os.listdir()``
+    or ``os.environ`` make of bytes that are not UTF-8) cannot be written in
+    a scrape, and would fail the whole page: such a surrogate is written as
+    its ``\udcxx`` escape instead, as ``python -m nodemetrics show`` prints it.
+    """
+    if node.isascii():
+        return node
+    try:
+        node.encode("utf-8")
+    except UnicodeEncodeError:
+        return node.encode("utf-8", "backslashreplace").decode("utf-8")
+    return node
+
+
 class _Names(NamedTuple):
     """The sample names, with the namespace, written once per exporter."""
 
@@ -289,6 +307,7 @@ class PrometheusExporter:
 
     def _labels(self, node: str) -> _Labels:
         """Build one node's label sets by family, kept in its entry for later scrapes."""
+        node = label_value(node)
         one = {"node": node}
         return (
             ({"node": node, "outcome": "success"}, {"node": node, "outcome": "failure"}),

@@ -99,6 +99,20 @@ class TestExposition:
         weird = 'we"ird\\name\nnode'
         assert 1.0 == s[key("nodemetrics_node_executions_total", node=weird, outcome="success")]
 
+
+    def test_a_name_that_is_not_utf8_does_not_fail_the_scrape(self):
+        """A lone surrogate (os.fsdecode() of bytes that are not UTF-8) is written as
+        its escape, and every other node is still exported: it failed the whole page."""
+        c = NodeMetricsCollector()
+        c.record_success("good", 1.0)
+        bad = b"report-\xff.csv".decode("utf-8", "surrogateescape")
+        c.record_success(bad, 2.0)
+        c.record_success("caf\u00e9", 3.0)  # UTF-8 that is not ASCII stays as it is
+        registry = CollectorRegistry()
+        registry.register(PrometheusExporter(c))
+        s = samples(registry)
+        for node in ("good", "report-\\udcff.csv", "caf\u00e9"):
+            assert 1.0 == s[key("nodemetrics_node_executions_total", node=node, outcome="success")]
     def test_node_without_executions(self):
         """A node with no execution has counters and _count 0, and no quantiles or last."""
         registry = CollectorRegistry()
