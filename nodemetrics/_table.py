@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from ._collector import NodeMetricsCollector
 from ._metrics import NodeMetrics
+from ._validate import safe_repr, type_name
 
 
 _WIDTH = 100
@@ -81,8 +82,8 @@ def format_table(metrics: NodeMetricsCollector | Mapping[str, NodeMetrics]) -> s
             names to snapshots, as from :meth:`NodeMetricsCollector.get_all_node_metrics`.
 
     Raises:
-        TypeError: *metrics* is neither, or holds something that is not a
-            :class:`NodeMetrics`.
+        TypeError: *metrics* is neither, is a mapping that could not be read,
+            or holds something that is not a :class:`NodeMetrics`.
     """
     # type(), not isinstance(): an object's own __class__ may say anything, or raise.
     kind = type(metrics)
@@ -91,15 +92,21 @@ def format_table(metrics: NodeMetricsCollector | Mapping[str, NodeMetrics]) -> s
     elif issubclass(kind, Mapping):
         snapshots = metrics  # type: ignore[assignment]
     else:
-        msg = f"metrics must be a collector or a mapping, got {kind.__name__}"
+        msg = f"metrics must be a collector or a mapping, got {type_name(metrics)}"
         raise TypeError(msg)
+    # Read at once, as NodeMetrics.from_dict reads a mapping: whatever a
+    # foreign mapping raises becomes the documented error.
+    try:
+        pairs = list(snapshots.items())
+    except Exception as exc:  # noqa: BLE001 -- a foreign mapping may raise anything
+        msg = f"metrics could not be read: {safe_repr(exc)}"
+        raise TypeError(msg) from None
     # Plain copies of the names, so that no str subclass's own methods run.
     plain: dict[str, NodeMetrics] = {}
-    for node, m in snapshots.items():
+    for node, m in pairs:
         if not issubclass(type(node), str) or not issubclass(type(m), NodeMetrics):
             msg = (
-                "metrics must map node names to NodeMetrics, got "
-                f"{type(node).__name__}: {type(m).__name__}"
+                f"metrics must map node names to NodeMetrics, got {type_name(node)}: {type_name(m)}"
             )
             raise TypeError(msg)
         plain[str.__str__(node)] = m

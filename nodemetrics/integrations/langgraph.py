@@ -58,6 +58,7 @@ from nodemetrics._collector import NodeMetricsCollector, get_default_collector
 from nodemetrics._control import INTERRUPTION, control_flow_kind
 from nodemetrics._log import log
 from nodemetrics._tracker import record_timed
+from nodemetrics._validate import type_name
 
 
 __all__ = ["NodeMetricsCallbackHandler", "instrument"]
@@ -95,10 +96,12 @@ def _node_name(namespace: str) -> str:
 def _check_collector(collector: object) -> NodeMetricsCollector:
     if collector is None:
         return get_default_collector()
-    if not isinstance(collector, NodeMetricsCollector):
-        msg = f"collector must be a NodeMetricsCollector or None, got {type(collector).__name__}"
+    # By real type, as nodemetrics._validate checks: an object's __class__
+    # could lie (and every callback would then fail) or raise.
+    if not issubclass(type(collector), NodeMetricsCollector):
+        msg = f"collector must be a NodeMetricsCollector or None, got {type_name(collector)}"
         raise TypeError(msg)
-    return collector
+    return cast("NodeMetricsCollector", collector)
 
 
 class NodeMetricsCallbackHandler(BaseCallbackHandler):
@@ -324,9 +327,11 @@ def instrument(graph: GraphT, collector: NodeMetricsCollector | None = None) -> 
         TypeError: *graph* is not a compiled graph, or *collector* not a
             collector.
     """
-    if not isinstance(graph, Pregel):
-        hint = " (call .compile() first)" if hasattr(graph, "compile") else ""
-        msg = f"graph must be a compiled LangGraph graph{hint}, got {type(graph).__name__}"
+    # By real type: an object's __class__ could lie or raise. The hint asks
+    # the type too, so that none of the object's own code runs.
+    if not issubclass(type(graph), Pregel):
+        hint = " (call .compile() first)" if hasattr(type(graph), "compile") else ""
+        msg = f"graph must be a compiled LangGraph graph{hint}, got {type_name(graph)}"
         raise TypeError(msg)
     handler = NodeMetricsCallbackHandler(_check_collector(collector))
     base = type(graph)

@@ -17,6 +17,7 @@ Needs stamina (``pip install stamina``).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import cast
 
 from stamina.instrumentation import (
     RetryDetails,
@@ -27,11 +28,39 @@ from stamina.instrumentation import (
 
 from nodemetrics._collector import NodeMetricsCollector, get_default_collector
 from nodemetrics._log import log
+from nodemetrics._validate import check_node, safe_repr, type_name
 
 
 __all__ = ["instrument_stamina", "on_retry_hook"]
 
 NodeNames = Mapping[str, str] | Callable[[str], "str | None"]
+
+
+def _node_mapping(node_names: Mapping[object, object]) -> dict[str, str]:
+    """
+    Return a plain copy of a *node_names* mapping, every value a node name.
+
+    Keys and values are copied to exact ``str`` (so that no subclass's own
+    ``__hash__`` or ``__eq__`` runs at a retry); a key that is not a ``str``
+    could never match stamina's name, so it is refused as the mistake it is.
+
+    Raises:
+        TypeError: Reading the mapping raised, or a key or value is not a ``str``.
+        ValueError: A value is the empty string.
+    """
+    try:
+        pairs = list(node_names.items())
+    except Exception as exc:  # noqa: BLE001 -- a foreign mapping may raise anything
+        msg = f"node_names could not be read: {safe_repr(exc)}"
+        raise TypeError(msg) from None
+    mapping: dict[str, str] = {}
+    for key, value in pairs:
+        if not issubclass(type(key), str):
+            msg = f"node_names must map str names to node names, got a {type_name(key)} key"
+            raise TypeError(msg)
+        name = str.__str__(cast("str", key))
+        mapping[name] = check_node(value, f"node_names[{name!r}]")
+    return mapping
 
 
 def on_retry_hook(
@@ -45,7 +74,12 @@ def on_retry_hook(
     the name given to ``stamina.retry_context``). *node_names* maps those
     names to node names: a mapping (names it lacks are kept as they are) or a
     callable (returning ``None`` skips that retry), for example to match the
-    names given to :func:`nodemetrics.metered`.
+    names given to :func:`nodemetrics.metered`. A mapping is checked and
+    copied when the hook is made, so that a value that is not a node name is
+    refused here instead of losing every retry of its name; later changes to
+    the mapping have no effect. A callable's result is checked at each retry:
+    one that is neither a node name nor ``None`` is logged like any other
+    failure of the hook.
 
     Pass it to ``stamina.instrumentation.set_on_retry_hooks``, or use
     :func:`instrument_stamina`. A failure inside the hook is logged, never
@@ -57,25 +91,29 @@ def on_retry_hook(
         node_names: How stamina's names become node names.
 
     Raises:
-        TypeError: *collector* is not a collector, or *node_names* neither a
-            mapping nor callable.
+        TypeError: *collector* is not a collector; *node_names* is neither a
+            mapping nor callable, is a mapping that could not be read, or
+            maps something to a value that is not a ``str``.
+        ValueError: *node_names* maps a name to the empty string.
     """
+    # By real type, as nodemetrics._validate checks: an object's __class__
+    # could lie or raise.
     if collector is None:
         collector = get_default_collector()
-    elif not isinstance(collector, NodeMetricsCollector):
-        msg = f"collector must be a NodeMetricsCollector or None, got {type(collector).__name__}"
+    elif not issubclass(type(collector), NodeMetricsCollector):
+        msg = f"collector must be a NodeMetricsCollector or None, got {type_name(collector)}"
         raise TypeError(msg)
     if node_names is None:
         name_of: Callable[[str], str | None] = str
-    elif isinstance(node_names, Mapping):
-        mapping = node_names
+    elif issubclass(type(node_names), Mapping):
+        mapping = _node_mapping(cast("Mapping[object, object]", node_names))
 
         def name_of(name: str) -> str | None:
             return mapping.get(name, name)
     elif callable(node_names):
         name_of = node_names
     else:
-        msg = f"node_names must be a mapping, a callable or None, got {node_names!r}"
+        msg = f"node_names must be a mapping, a callable or None, got {type_name(node_names)}"
         raise TypeError(msg)
     record_retry = collector.record_retry
 
@@ -106,6 +144,7 @@ def instrument_stamina(
 
     Raises:
         TypeError: As :func:`on_retry_hook`.
+        ValueError: As :func:`on_retry_hook`.
     """
     hook = on_retry_hook(collector, node_names=node_names)
     set_on_retry_hooks([*get_on_retry_hooks(), hook])
