@@ -25,12 +25,25 @@ takes it before ``os.fork()`` as it takes a collector's (waiting a second at
 most), so no other thread is inside this exporter's ``record()``, holding
 the SDK's locks, when the process forks. Each collection records what is
 still queued before it reads.
+
+The observable counters report the collector's counts, which
+``reset_node_metrics()`` sets back to zero; an OpenTelemetry monotonic sum
+must never go down, so each counter keeps, per attribute set, the last
+count it observed and an offset: a count lower than the last observed, or
+a node gone from the collector, means the node was reset, and the last
+observed count moves into the offset. Each collection reads the collector
+and updates these under the exporter's lock, so that two collections cannot
+apply their readings out of order. A recording that finds the lock taken by
+such a collection waits about as long as it would have for the collector's
+own lock, which the read holds for most of that time anyway; the recording
+itself does no more than before.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
+from typing import cast
 
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
@@ -38,6 +51,7 @@ from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from nodemetrics._collector import NodeMetricsCollector
 from nodemetrics._metrics import FAILURE_FIELDS, QUANTILE_FIELDS, NodeMetrics
 from nodemetrics._sync import Guard
+from nodemetrics._validate import type_name
 
 
 __all__ = ["OpenTelemetryExporter"]
@@ -69,7 +83,16 @@ class OpenTelemetryExporter:
     - ``nodemetrics.node.retries``, ``nodemetrics.node.cancellations``,
       ``nodemetrics.node.interruptions``: ObservableCounters, ``node``.
 
-    The observable instruments read the collector at each collection.
+    The observable instruments read the collector at each collection. The
+    counters, like the histogram, never go down (an OpenTelemetry monotonic
+    sum must not): :meth:`~nodemetrics.NodeMetricsCollector.reset_node_metrics`
+    does not lower them, a node's later counts are added to what they
+    reported before, and a node reset and never recorded again keeps its
+    last values. A reset is noticed at the next collection, as a count
+    lower than the one last observed or as a node gone; if, between two
+    collections, a node is reset and then counts as many as it had or more,
+    nothing tells it from no reset, and what it counted since the previous
+    collection before the reset is missing from the counters.
 
     Thread safety: any number of threads may record while the SDK collects.
     Feeding the histogram costs each execution about one SDK
@@ -80,23 +103,30 @@ class OpenTelemetryExporter:
         meter_provider: Where to register the instruments.
 
     Raises:
-        TypeError: *collector* is not a collector.
+        TypeError: *collector* is not a collector, or *meter_provider* is
+            neither ``None`` nor a meter provider (an object with a callable
+            ``get_meter``). Nothing is registered then.
     """
 
     def __init__(
         self, collector: NodeMetricsCollector, *, meter_provider: MeterProvider | None = None
     ) -> None:
-        if not isinstance(collector, NodeMetricsCollector):
-            msg = f"collector must be a NodeMetricsCollector, got {type(collector).__name__}"
+        # By real type, as nodemetrics._validate checks: an object's
+        # __class__ could lie or raise.
+        if not issubclass(type(collector), NodeMetricsCollector):
+            msg = f"collector must be a NodeMetricsCollector, got {type_name(collector)}"
             raise TypeError(msg)
+        get_meter = _get_meter(meter_provider)
         self._collector = collector
         self._closed = False
         # The exporter's lock and queue, with the collector's protocol (see
         # nodemetrics._sync): taken only by `with`, renewed in a forked child.
         self._guard = Guard()
         self._queue: deque[tuple[str, float]] = deque()
-        provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
-        meter = provider.get_meter("nodemetrics")
+        #: Whether one of the counters' callbacks is reading and updating
+        #: its totals (under the lock), for a collection nested in it.
+        self._observing = False
+        meter = get_meter("nodemetrics")
         self._record = meter.create_histogram(
             "nodemetrics.node.duration",
             unit="s",
@@ -105,7 +135,7 @@ class OpenTelemetryExporter:
         ).record
         for name, observe, unit, description in _COUNTERS:
             meter.create_observable_counter(
-                name, callbacks=[self._reader(observe)], unit=unit, description=description
+                name, callbacks=[self._counter(observe)], unit=unit, description=description
             )
         meter.create_observable_gauge(
             "nodemetrics.node.window.duration",
@@ -151,7 +181,9 @@ class OpenTelemetryExporter:
             # could wait on the SDK's own locks. The holder records it next.
             self._queue.append((node, duration_ms))
             return
-        # Another thread holds the lock for one record() at most: wait.
+        # Another thread holds the lock for one record(), or for one
+        # collection's read of the collector (whose own lock the read holds
+        # anyway), at most: wait.
         with guard.lock:
             self._record(duration_ms / 1000, {"node": node})
             if self._queue:
@@ -189,27 +221,142 @@ class OpenTelemetryExporter:
 
         return callback
 
+    def _counter(
+        self, observe: Callable[[str, NodeMetrics], Iterable[tuple[int, dict[str, str]]]]
+    ) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        collector = self._collector
+        guard = self._guard
+        # Per attribute set (its values, in observe's order): the last count
+        # observed, what the counter reported before that count's stream
+        # began (the offset), and the attributes. Only under the lock.
+        totals: dict[tuple[str, ...], _Total] = {}
 
-def _executions(node: str, m: NodeMetrics) -> Iterable[Observation]:
-    yield Observation(m.success_count, {"node": node, "outcome": "success"})
-    yield Observation(m.failure_count, {"node": node, "outcome": "failure"})
+        def callback(_options: CallbackOptions) -> Iterable[Observation]:
+            if self._closed:
+                return []
+            reentered = guard.owned()
+            if reentered and self._observing:
+                # A collection nested in one of these callbacks, in its own
+                # thread (a signal handler, with a provider that lets
+                # collections nest): the totals may be half updated, and a
+                # later reading applied before an earlier one could lower
+                # them. Observe nothing this time.
+                return []
+            with guard.lock:
+                self._observing = True
+                try:
+                    # Read under the lock, so that no other collection
+                    # updates the totals from a later reading meanwhile.
+                    snapshots = sorted(collector.get_all_node_metrics().items())
+                    if not reentered:
+                        self._drain_held()
+                    return _observe_totals(totals, observe, snapshots)
+                finally:
+                    self._observing = False
+
+        return callback
 
 
-def _failures(node: str, m: NodeMetrics) -> Iterable[Observation]:
+class _Total:
+    """One attribute set of one counter: what it reports, across resets."""
+
+    __slots__ = ("attributes", "last", "offset", "seen")
+
+    def __init__(self, attributes: dict[str, str]) -> None:
+        self.attributes = attributes
+        #: The count last observed in the collector.
+        self.last = 0
+        #: What was counted before the collector's count last started from zero.
+        self.offset = 0
+        #: Whether the current collection observed it.
+        self.seen = False
+
+
+def _observe_totals(
+    totals: dict[tuple[str, ...], _Total],
+    observe: Callable[[str, NodeMetrics], Iterable[tuple[int, dict[str, str]]]],
+    snapshots: list[tuple[str, NodeMetrics]],
+) -> list[Observation]:
+    """
+    Update *totals* from one reading of the collector, and report them.
+
+    A count lower than the last one observed, or an attribute set no
+    longer observed (its node is gone), means a reset: the last count moves
+    into the offset, so that the total never goes down. A node that is gone
+    keeps being reported with its total, so that the stream neither drops
+    nor, when the node comes back, starts again from zero.
+    """
+    observations = []
+    for node, m in snapshots:
+        for count, attributes in observe(node, m):
+            key = tuple(attributes.values())
+            total = totals.get(key)
+            if total is None:
+                total = totals[key] = _Total(attributes)
+            elif count < total.last:
+                total.offset += total.last
+            total.last = count
+            total.seen = True
+            observations.append(Observation(total.offset + count, attributes))
+    for total in totals.values():
+        if total.seen:
+            total.seen = False
+        else:
+            total.offset += total.last
+            total.last = 0
+            observations.append(Observation(total.offset, total.attributes))
+    return observations
+
+
+def _get_meter(meter_provider: object) -> Callable[[str], metrics.Meter]:
+    """
+    Return the ``get_meter`` of *meter_provider*, or of the global provider if ``None``.
+
+    Raises:
+        TypeError: *meter_provider* is neither ``None`` nor an object with a
+            callable ``get_meter``.
+    """
+    if meter_provider is None:
+        return metrics.get_meter_provider().get_meter
+    # By real type, as nodemetrics._validate checks: an object's __class__
+    # could lie or raise.
+    if issubclass(type(meter_provider), MeterProvider):
+        return cast("MeterProvider", meter_provider).get_meter
+    # Any other object with a callable get_meter will do: the API's
+    # MeterProvider is an interface, which an implementation need not subclass.
+    try:
+        get_meter: object = getattr(meter_provider, "get_meter", None)
+    except Exception:  # noqa: BLE001 -- a hostile attribute must not replace our error
+        get_meter = None
+    if not callable(get_meter):
+        msg = (
+            "meter_provider must be a MeterProvider (an object with a callable"
+            f" get_meter) or None, got {type_name(meter_provider)}"
+        )
+        raise TypeError(msg)
+    return cast("Callable[[str], metrics.Meter]", get_meter)
+
+
+def _executions(node: str, m: NodeMetrics) -> Iterable[tuple[int, dict[str, str]]]:
+    yield m.success_count, {"node": node, "outcome": "success"}
+    yield m.failure_count, {"node": node, "outcome": "failure"}
+
+
+def _failures(node: str, m: NodeMetrics) -> Iterable[tuple[int, dict[str, str]]]:
     for category, field in FAILURE_FIELDS:
-        yield Observation(getattr(m, field), {"node": node, "error.type": category})
+        yield getattr(m, field), {"node": node, "error.type": category}
 
 
-def _retries(node: str, m: NodeMetrics) -> Iterable[Observation]:
-    yield Observation(m.retry_count, {"node": node})
+def _retries(node: str, m: NodeMetrics) -> Iterable[tuple[int, dict[str, str]]]:
+    yield m.retry_count, {"node": node}
 
 
-def _cancellations(node: str, m: NodeMetrics) -> Iterable[Observation]:
-    yield Observation(m.cancelled_count, {"node": node})
+def _cancellations(node: str, m: NodeMetrics) -> Iterable[tuple[int, dict[str, str]]]:
+    yield m.cancelled_count, {"node": node}
 
 
-def _interruptions(node: str, m: NodeMetrics) -> Iterable[Observation]:
-    yield Observation(m.interrupted_count, {"node": node})
+def _interruptions(node: str, m: NodeMetrics) -> Iterable[tuple[int, dict[str, str]]]:
+    yield m.interrupted_count, {"node": node}
 
 
 def _window_durations(node: str, m: NodeMetrics) -> Iterable[Observation]:
