@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import io
 import math
 import shutil
 import signal
+import socket
 import sys
 import threading
 import time
@@ -28,13 +30,16 @@ import urllib.parse
 import urllib.request
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO
+from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 
 from ._metrics import FAILURE_FIELDS
 from ._table import _ms, _shorten
 
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 _MAX_BODY_BYTES = 64 * 1024 * 1024
 _TIMEOUT_S = 5.0
@@ -78,12 +83,18 @@ class Scrape:
 
 def fetch(url: str, timeout: float = _TIMEOUT_S) -> str:
     """
-    GET *url* and return its body as text.
+    GET *url* and return its body as text, all within *timeout* seconds.
+
+    The timeout bounds the whole request (connecting, the headers and the
+    body, redirects included), not each read: a server that trickles its
+    answer a byte at a time cannot hold a poll for longer.
 
     Raises:
-        WatchError: Not an http(s) URL, unreachable, an HTTP error status, a
-            body over 64 MiB, or not UTF-8.
+        WatchError: Not an http(s) URL, unreachable, an HTTP error status, no
+            complete answer within *timeout* seconds, a body over 64 MiB, or
+            not UTF-8.
     """
+    deadline = time.monotonic() + timeout
     try:
         scheme = urllib.parse.urlsplit(url).scheme
     except ValueError as e:
@@ -93,9 +104,13 @@ def fetch(url: str, timeout: float = _TIMEOUT_S) -> str:
         msg = f"{url}: not an http:// or https:// URL"
         raise WatchError(msg)
     request = urllib.request.Request(url, headers={"Accept": _ACCEPT})  # noqa: S310 -- checked
+    opener = urllib.request.build_opener(_HTTPHandler(deadline), _HTTPSHandler(deadline))
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        with opener.open(request, timeout=timeout) as response:
             body = _read_body(response, url)
+    except _Overdue:
+        msg = f"{url}: cannot read: timed out, no complete answer arrived within {timeout:g} s"
+        raise WatchError(msg) from None
     except urllib.error.HTTPError as e:
         msg = f"{url}: HTTP {e.code} {e.reason}"
         raise WatchError(msg) from None
@@ -108,7 +123,7 @@ def fetch(url: str, timeout: float = _TIMEOUT_S) -> str:
     except (http.client.HTTPException, ValueError) as e:
         msg = f"{url}: not an HTTP server's answer: {type(e).__name__}: {e}"
         raise WatchError(msg) from None
-    except OSError as e:  # a timeout or reset while reading the body
+    except OSError as e:  # a reset while reading the body
         msg = f"{url}: cannot read: {e.strerror or e}"
         raise WatchError(msg) from None
     try:
@@ -131,6 +146,96 @@ def _read_body(response: http.client.HTTPResponse, url: str) -> bytes:
         msg = f"{url}: cannot read: the page was cut short"
         raise WatchError(msg)
     return b"".join(chunks)
+
+
+# urlopen's timeout= bounds each socket operation, not the request: a server
+# that sends a byte within every timeout (of its headers or of its body) would
+# hold a poll for as long as it likes. So every connection that fetch() opens
+# connects within the time left before the poll's deadline, and its response
+# reads through _DeadlineReader, which gives each wait for data only the time
+# left and gives up once none is.
+
+
+class _Overdue(Exception):  # noqa: N818 -- fetch() turns it into its WatchError
+    """The poll's deadline passed before its answer was complete."""
+
+
+class _DeadlineReader(io.RawIOBase):
+    """A response's socket, read so that no read waits past *deadline* (monotonic s)."""
+
+    def __init__(self, raw: io.RawIOBase, sock: socket.socket, deadline: float) -> None:
+        super().__init__()
+        self._raw = raw
+        self._sock = sock
+        self._deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer, /) -> int | None:
+        left = self._deadline - time.monotonic()
+        if not left > 0:  # (settimeout(0) would mean "never wait", not "give up")
+            raise _Overdue
+        self._sock.settimeout(left)
+        try:
+            return self._raw.readinto(buffer)
+        except TimeoutError:
+            raise _Overdue from None
+
+    def close(self) -> None:
+        try:
+            self._raw.close()
+        finally:
+            super().close()
+
+
+def _response_class(deadline: float) -> type[http.client.HTTPResponse]:
+    class Response(http.client.HTTPResponse):
+        def __init__(
+            self,
+            sock: socket.socket,
+            debuglevel: int = 0,
+            method: str | None = None,
+            url: str | None = None,
+        ) -> None:
+            super().__init__(sock, debuglevel, method, url)
+            # Nothing was read yet: the buffer is empty, and detach() keeps the socket open.
+            self.fp = io.BufferedReader(_DeadlineReader(self.fp.detach(), sock, deadline))
+
+    return Response
+
+
+class _DeadlineOpen(urllib.request.AbstractHTTPHandler):
+    """Opens each connection within the time left, and bounds the reads of its answer."""
+
+    def __init__(self, deadline: float) -> None:
+        super().__init__()
+        self._deadline = deadline
+        self._response = _response_class(deadline)
+
+    def do_open(
+        self,
+        http_class: Callable[..., http.client.HTTPConnection],
+        req: urllib.request.Request,
+        **http_conn_args: Any,
+    ) -> http.client.HTTPResponse:
+        def connection(host: str, /, **kwargs: Any) -> http.client.HTTPConnection:
+            left = self._deadline - time.monotonic()
+            if not left > 0:  # a redirect that came too late, or no timeout at all
+                raise _Overdue
+            conn: http.client.HTTPConnection = http_class(host, **{**kwargs, "timeout": left})
+            conn.response_class = self._response
+            return conn
+
+        return super().do_open(connection, req, **http_conn_args)
+
+
+class _HTTPHandler(_DeadlineOpen, urllib.request.HTTPHandler):
+    pass
+
+
+class _HTTPSHandler(_DeadlineOpen, urllib.request.HTTPSHandler):
+    pass
 
 
 def parse(text: str, *, url: str, namespace: str, at: float) -> Scrape:
