@@ -5,13 +5,14 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
+import operator
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import attrs
 
-from ._validate import fields_of
+from ._validate import check_int, fields_of, safe_repr, to_real, type_name
 
 
 #: The default upper bounds, in milliseconds: a 1-2.5-5 series from 0.1 ms
@@ -45,23 +46,27 @@ MAX_BOUNDS = 1_000
 
 
 def _bound(name: str, index: int, item: object) -> float:
-    if type(item) is bool or not isinstance(item, numbers.Real):
-        msg = f"{name}[{index}] must be a real number, got {type(item).__name__}"
+    # issubclass(type(...)) rather than isinstance(), which would run a
+    # __class__ property; type_name() reads the name without running code.
+    if type(item) is bool or not issubclass(type(item), numbers.Real):
+        msg = f"{name}[{index}] must be a real number, got {type_name(item)}"
         raise TypeError(msg)
     # float.__float__ and int.__float__ read the value without running a
-    # subclass's own __float__, which may raise or return anything.
+    # subclass's own __float__, which may raise or return anything; only a
+    # foreign real number (a Fraction, say) runs its own conversion.
     try:
-        if isinstance(item, float):
-            value = float.__float__(item)
-        elif isinstance(item, int):
-            value = int.__float__(item)
+        if issubclass(type(item), float):
+            value = float.__float__(cast("float", item))
+        elif issubclass(type(item), int):
+            value = int.__float__(cast("int", item))
         else:
-            value = float(item)
+            value = float(cast("numbers.Real", item))
     except OverflowError:
         value = math.inf
     except Exception as exc:  # noqa: BLE001 -- a hostile __float__ must not escape unnamed
-        msg = f"{name}[{index}] could not be converted to float: {type(exc).__name__}"
+        msg = f"{name}[{index}] could not be converted to float: {type_name(exc)}"
         raise TypeError(msg) from None
+    # value is an exact float from here on: its comparisons are float's own.
     if not math.isfinite(value) or value <= 0.0:
         msg = f"{name}[{index}] must be finite and > 0, got {value!r}"
         raise ValueError(msg)
@@ -74,7 +79,12 @@ def check_buckets(value: object, name: str = "buckets") -> tuple[float, ...]:
 
     Bounds are in milliseconds: a non-empty sequence of at most 1,000 finite
     real numbers > 0, strictly increasing. A bound ``b`` holds the durations
-    ``d <= b`` that no lower bound holds.
+    ``d <= b`` that no lower bound holds. The exporters give the bounds in
+    seconds, as ``b / 1000``, and every series of a histogram needs its own
+    ``le``: so the bounds must also stay > 0 and strictly increasing once
+    divided by 1000, which refuses a first bound so small (below about
+    ``2.5e-321``) that it becomes 0.0, and two bounds so close (adjacent
+    floats, say) that they become the same number of seconds.
 
     Args:
         value: The bounds, any iterable of real numbers but a str or bytes.
@@ -86,17 +96,18 @@ def check_buckets(value: object, name: str = "buckets") -> tuple[float, ...]:
     Raises:
         TypeError: *value* is not an iterable of real numbers (a bool is not
             one), or reading it or converting an item raised.
-        ValueError: *value* is empty, too long, not strictly increasing, or
-            holds a bound that is not finite and > 0.
+        ValueError: *value* is empty, too long, not strictly increasing (in
+            milliseconds, or in seconds), or holds a bound that is not
+            finite and > 0 (in milliseconds, or in seconds).
     """
-    if isinstance(value, (str, bytes, bytearray)) or not isinstance(value, Iterable):
-        msg = f"{name} must be a sequence of real numbers, got {type(value).__name__}"
+    if issubclass(type(value), (str, bytes, bytearray)) or not issubclass(type(value), Iterable):
+        msg = f"{name} must be a sequence of real numbers, got {type_name(value)}"
         raise TypeError(msg)
     try:
         # One past the limit, so that an endless iterable cannot hang us.
-        items = list(itertools.islice(value, MAX_BOUNDS + 1))
+        items = list(itertools.islice(cast("Iterable[object]", value), MAX_BOUNDS + 1))
     except Exception as exc:  # noqa: BLE001 -- a hostile iterable must not escape unnamed
-        msg = f"{name} could not be read: {type(exc).__name__}"
+        msg = f"{name} could not be read: {type_name(exc)}"
         raise TypeError(msg) from None
     if len(items) > MAX_BOUNDS:
         msg = f"{name} must have at most {MAX_BOUNDS} bounds"
@@ -112,51 +123,71 @@ def check_buckets(value: object, name: str = "buckets") -> tuple[float, ...]:
                 f"then {bounds[i]!r} at index {i}"
             )
             raise ValueError(msg)
+    _check_seconds(name, bounds)
     return tuple(bounds)
 
 
+def _check_seconds(name: str, bounds: list[float]) -> None:
+    # The exporters divide by 1000 (prometheus' le, the multiprocess
+    # Histogram's buckets, OpenTelemetry's boundaries): two bounds that are
+    # one number of seconds would be two series with the same labels, which
+    # a Prometheus server refuses, and a bound of 0.0 s is not > 0.
+    seconds = [b / 1000 for b in bounds]
+    if seconds[0] <= 0.0:
+        msg = (
+            f"{name}[0] is too small to tell apart from 0 in seconds: "
+            f"{bounds[0]!r} ms is {seconds[0]!r} once divided by 1000"
+        )
+        raise ValueError(msg)
+    for i in range(1, len(seconds)):
+        if seconds[i] <= seconds[i - 1]:
+            msg = (
+                f"{name} must be strictly increasing in seconds too: {bounds[i - 1]!r} "
+                f"then {bounds[i]!r} ms at index {i} are too close to tell apart in "
+                f"seconds, both {seconds[i]!r} once divided by 1000"
+            )
+            raise ValueError(msg)
+
+
 def _counts(value: object) -> tuple[int, ...]:
-    if isinstance(value, (str, bytes, bytearray)) or not isinstance(value, Iterable):
-        msg = f"counts must be a sequence of ints, got {type(value).__name__}"
+    if issubclass(type(value), (str, bytes, bytearray)) or not issubclass(type(value), Iterable):
+        msg = f"counts must be a sequence of ints, got {type_name(value)}"
         raise TypeError(msg)
     try:
-        items = tuple(value)
+        items = tuple(cast("Iterable[object]", value))
     except Exception as exc:  # noqa: BLE001 -- a hostile iterable must not escape unnamed
-        msg = f"counts could not be read: {type(exc).__name__}"
+        msg = f"counts could not be read: {type_name(exc)}"
         raise TypeError(msg) from None
-    for i, item in enumerate(items):
-        if type(item) is bool or not isinstance(item, int):
-            msg = f"counts[{i}] must be an int, got {type(item).__name__}"
-            raise TypeError(msg)
-        if item < 0:
-            msg = f"counts[{i}] must be >= 0, got {item!r}"
-            raise ValueError(msg)
-    # int.__int__ makes plain ints of int subclasses.
-    return tuple(map(int.__int__, items))
+    # check_int() copies an int subclass to a plain int (operator.index runs
+    # none of its code) before comparing it, so that a subclass whose < lies
+    # cannot pass for a count >= 0, and only plain ints are stored.
+    return tuple(check_int(f"counts[{i}]", item, 0) for i, item in enumerate(items))
 
 
-def _count(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if type(value) is bool or not isinstance(value, int):
-        msg = f"{attribute.name} must be an int, got {type(value).__name__}"
-        raise TypeError(msg)
-    if value < 0:
-        msg = f"{attribute.name} must be >= 0, got {value!r}"
-        raise ValueError(msg)
+def _count(value: object) -> int:
+    # As each of counts: a plain int >= 0, an int subclass copied to one.
+    return check_int("count", value, 0)
 
 
 def _sum_ms(value: object) -> object:
     # JSON round-trips may turn 3.0 into 3; accept ints but keep bools out.
-    if type(value) is not bool and isinstance(value, int):
+    # Subclasses are copied with the base type's own slot, so that their
+    # __float__ or comparisons never run, here or in the validator.
+    if issubclass(type(value), float):
+        return float.__float__(cast("float", value))
+    if type(value) is not bool and issubclass(type(value), int):
         try:
-            return float(value)
+            return float(operator.index(cast("int", value)))
         except OverflowError:
             return math.inf  # refused by the validator, which names the field
     return value
 
 
 def _check_sum_ms(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if not isinstance(value, float):
-        msg = f"{attribute.name} must be a float, got {type(value).__name__}"
+    # The converter made every float (and int) an exact float: anything else
+    # is not a sum of durations.
+    if type(value) is not float:
+        msg = f"{attribute.name} must be a float, got {type_name(value)} {safe_repr(value)}"
         raise TypeError(msg)
     if not math.isfinite(value) or value < 0.0:
         msg = f"{attribute.name} must be a finite float >= 0, got {value!r}"
@@ -185,7 +216,11 @@ class NodeHistogram:
 
     Every field is validated at construction, and across fields: ``counts``
     must have ``len(bounds) + 1`` items summing to ``count``, and an empty
-    histogram has ``sum_ms == 0.0``.
+    histogram has ``sum_ms == 0.0``. Only plain values are stored: a count
+    of an ``int`` subclass is copied to a plain ``int``, a ``float``
+    subclass (or an ``int``) ``sum_ms`` to a plain ``float``, with the base
+    type's own slot, so that the subclass's comparisons, which may lie,
+    never decide whether a count is >= 0 or a sum finite and >= 0.
 
     Attributes:
         bounds: The buckets' upper bounds, in milliseconds, strictly
@@ -203,7 +238,7 @@ class NodeHistogram:
 
     bounds: tuple[float, ...] = attrs.field(converter=_check_bounds)
     counts: tuple[int, ...] = attrs.field(converter=_counts)
-    count: int = attrs.field(validator=_count)
+    count: int = attrs.field(converter=_count)
     sum_ms: float = attrs.field(converter=_sum_ms, validator=_check_sum_ms)
 
     def __attrs_post_init__(self) -> None:
@@ -238,27 +273,44 @@ class NodeHistogram:
 
         Also spelled ``self + other``. Counts add exactly; sums add as floats.
 
+        A subclass of :class:`NodeHistogram` is read through the class's own
+        slots and validated again, as its fields may not have been.
+
         Raises:
-            TypeError: *other* is not a :class:`NodeHistogram`.
-            ValueError: *other* has different bounds.
+            TypeError: *other* is not a :class:`NodeHistogram`, or is an
+                instance of a subclass holding a field of the wrong type.
+            ValueError: *other* has different bounds, is an instance of a
+                subclass holding an invalid field, or its sum of durations
+                added to *self*'s is too large for a float (it would be
+                ``inf``, which no histogram may hold).
         """
-        if not isinstance(other, NodeHistogram):
-            msg = f"other must be a NodeHistogram, got {type(other).__name__}"
+        # issubclass(type(...)) rather than isinstance(), which would run a
+        # __class__ property (and believe one that lies).
+        if not issubclass(type(other), NodeHistogram):
+            msg = f"other must be a NodeHistogram, got {type_name(other)}"
             raise TypeError(msg)
-        if other.bounds != self.bounds:
+        theirs = _plain(other)
+        if theirs.bounds != self.bounds:
             msg = "other has different bounds: histograms merge only with the same bounds"
+            raise ValueError(msg)
+        sum_ms = self.sum_ms + theirs.sum_ms
+        if sum_ms == math.inf:
+            msg = (
+                f"other cannot be merged: the sum of both sum_ms, {self.sum_ms!r} + "
+                f"{theirs.sum_ms!r}, is too large for a float"
+            )
             raise ValueError(msg)
         return _trusted(
             self.bounds,
-            tuple(a + b for a, b in zip(self.counts, other.counts, strict=True)),
-            self.count + other.count,
-            self.sum_ms + other.sum_ms,
+            tuple(a + b for a, b in zip(self.counts, theirs.counts, strict=True)),
+            self.count + theirs.count,
+            sum_ms,
         )
 
     def __add__(self, other: object) -> NodeHistogram:
-        if not isinstance(other, NodeHistogram):
+        if not issubclass(type(other), NodeHistogram):
             return NotImplemented
-        return self.merge(other)
+        return self.merge(cast("NodeHistogram", other))
 
     def cumulative(self) -> tuple[int, ...]:
         """
@@ -293,18 +345,20 @@ class NodeHistogram:
             empty.
 
         Raises:
-            TypeError: *q* is not a real number.
-            ValueError: *q* is not in [0, 1].
+            TypeError: *q* is not a real number (a bool is not one).
+            ValueError: *q* is not in [0, 1], or its own conversion to
+                float raised.
         """
-        if type(q) is bool or not isinstance(q, numbers.Real):
-            msg = f"q must be a real number, got {type(q).__name__}"
-            raise TypeError(msg)
-        if not 0.0 <= q <= 1.0:
-            msg = f"q must be in [0, 1], got {q!r}"
+        # to_real() gives an exact float, read with the base type's own slot
+        # (a subclass whose comparisons lie is compared as its plain value);
+        # NaN fails the range check.
+        value = to_real(q, "q")
+        if not 0.0 <= value <= 1.0:
+            msg = f"q must be in [0, 1], got {value!r}"
             raise ValueError(msg)
         if self.count == 0:
             return None
-        rank = float(q) * self.count
+        rank = value * self.count
         bounds = self.bounds
         below = 0
         for i, upper in enumerate(bounds):
@@ -354,6 +408,40 @@ _FIELD_NAMES: tuple[str, ...] = tuple(a.name for a in attrs.fields(NodeHistogram
 
 _new = object.__new__
 _set = object.__setattr__
+
+
+#: The histogram's own slots: reading a field through them runs none of a
+#: subclass's code (a property of the same name, say).
+_SLOTS = tuple(NodeHistogram.__dict__[name] for name in _FIELD_NAMES)
+
+
+def _plain(histogram: NodeHistogram) -> NodeHistogram:
+    """
+    Return *histogram* itself if it is exactly a NodeHistogram, else its validated copy.
+
+    Raises:
+        TypeError: A field of the copy has the wrong type or was never set;
+            the message names ``other`` (and the field).
+        ValueError: A field of the copy is invalid; the message names
+            ``other`` and the field.
+    """
+    if type(histogram) is NodeHistogram:
+        return histogram
+    # A subclass may override the fields' names or skip validation: read its
+    # stored values through NodeHistogram's own slots and validate them anew.
+    try:
+        fields = [slot.__get__(histogram, NodeHistogram) for slot in _SLOTS]
+    except AttributeError:
+        # A subclass's __init__ that never set a field leaves its slot empty.
+        msg = "other is not a valid NodeHistogram: a field was never set"
+        raise TypeError(msg) from None
+    try:
+        return NodeHistogram(*fields)
+    except (TypeError, ValueError) as exc:
+        # The field's own message follows, so that the caller learns which.
+        error = ValueError if issubclass(type(exc), ValueError) else TypeError
+        msg = f"other is not a valid NodeHistogram: {exc}"
+        raise error(msg) from None
 
 
 def _trusted(
