@@ -1,4 +1,4 @@
-"""
+r"""
 Feed prometheus_client's multiprocess mode from a collector in each worker process.
 
 Needs the ``prometheus`` extra. With ``PROMETHEUS_MULTIPROC_DIR`` set (before
@@ -27,7 +27,19 @@ the work to the next). A sync reads the collector once
 by what its node gained since the previous sync. After ``os.fork()`` the
 child keeps nothing the parent counted: it takes the collector's state at
 the fork as its starting point and restarts its thread if the parent had
-one, so the parent's counts are never mirrored twice.
+one, so the parent's counts are never mirrored twice. A sync enters
+prometheus_client one node at a time, under a second lock of its own; before
+the fork, every live sync's second lock is taken (waiting at most a second
+for each, as a sync does), so that no sync is inside prometheus_client,
+holding one of its locks, when the process is copied: prometheus_client does
+not renew its locks in a child, and one copied while held would never be
+released there. (Waiting for a whole sync instead could take longer than
+that second: a first sync of thousands of nodes creates their series.)
+
+A node name that UTF-8 cannot encode (one with a lone surrogate, as
+``os.listdir()`` or ``os.environ`` give for undecodable bytes) is exported
+with those characters backslash-escaped (``"bad\udcff"``), since a scrape
+must be UTF-8; every other name is exported as it is.
 """
 
 from __future__ import annotations
@@ -44,7 +56,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from nodemetrics._collector import NodeMetricsCollector
 from nodemetrics._log import log
-from nodemetrics.exporters.prometheus import _check_args
+from nodemetrics._validate import to_real, type_name
+from nodemetrics.exporters.prometheus import _check_args, label_value
 
 
 __all__ = ["MultiProcessSync", "start_multiprocess_sync"]
@@ -82,8 +95,13 @@ class MultiProcessSync:
             default) registers them nowhere, which is what multiprocess mode
             wants: ``MultiProcessCollector`` reads them from their files.
 
+    The ``node`` label is the node's name, except that a lone surrogate,
+    which UTF-8 cannot encode and no scrape can carry, is written as its
+    backslash escape, as the exporter writes it.
+
     Raises:
-        TypeError: *collector* is not a collector, or *namespace* not a str.
+        TypeError: *collector* is not a collector, *namespace* not a str, or
+            *registry* neither a ``CollectorRegistry`` nor ``None``.
         ValueError: *namespace* is not a valid metric name prefix.
     """
 
@@ -95,38 +113,54 @@ class MultiProcessSync:
         registry: CollectorRegistry | None = None,
     ) -> None:
         namespace = _check_args(collector, namespace)
+        # By real type, as _check_args does: a __class__ property could lie or raise.
+        if registry is not None and not issubclass(type(registry), CollectorRegistry):
+            msg = (
+                "registry must be a prometheus_client CollectorRegistry or None, "
+                f"got {type_name(registry)}"
+            )
+            raise TypeError(msg)
         self._collector = collector
         p = f"{namespace}_node_"
-        self._executions = Counter(
-            f"{p}executions",
-            "Executions of a node, by outcome.",
-            ["node", "outcome"],
-            registry=registry,
-        )
-        self._failures = Counter(
-            f"{p}failures",
-            "Failed executions of a node, by category.",
-            ["node", "category"],
-            registry=registry,
-        )
-        self._retries = Counter(f"{p}retries", "Retries of a node.", ["node"], registry=registry)
-        self._cancellations = Counter(
-            f"{p}cancellations", "Cancelled executions of a node.", ["node"], registry=registry
-        )
-        self._interruptions = Counter(
-            f"{p}interruptions",
-            "Executions of a node that paused (interrupted).",
-            ["node"],
-            registry=registry,
-        )
-        self._duration = Histogram(
-            f"{p}duration_seconds",
-            "Durations of a node's executions since its last reset.",
-            ["node"],
-            buckets=[b / 1000 for b in collector.buckets],
-            registry=registry,
-        )
+        # Under the registry lock, which the fork hooks take: no fork copies
+        # prometheus_client mid-creation.
+        with _LIVE_LOCK:
+            self._executions = Counter(
+                f"{p}executions",
+                "Executions of a node, by outcome.",
+                ["node", "outcome"],
+                registry=registry,
+            )
+            self._failures = Counter(
+                f"{p}failures",
+                "Failed executions of a node, by category.",
+                ["node", "category"],
+                registry=registry,
+            )
+            self._retries = Counter(
+                f"{p}retries", "Retries of a node.", ["node"], registry=registry
+            )
+            self._cancellations = Counter(
+                f"{p}cancellations", "Cancelled executions of a node.", ["node"], registry=registry
+            )
+            self._interruptions = Counter(
+                f"{p}interruptions",
+                "Executions of a node that paused (interrupted).",
+                ["node"],
+                registry=registry,
+            )
+            self._duration = Histogram(
+                f"{p}duration_seconds",
+                "Durations of a node's executions since its last reset.",
+                ["node"],
+                buckets=[b / 1000 for b in collector.buckets],
+                registry=registry,
+            )
         self._lock = threading.Lock()
+        # Held while this sync is inside prometheus_client, one node at a
+        # time: the fork hooks take it, so that no fork copies a
+        # prometheus_client lock held (see _before_fork).
+        self._client_lock = threading.Lock()
         # By node: what was mirrored (counts, then the sum in ms), and the
         # increment of each mirrored series in the same order.
         self._seen: dict[str, tuple[tuple[int, ...], float]] = {}
@@ -134,7 +168,8 @@ class MultiProcessSync:
         self._interval_s = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        _LIVE.add(self)
+        with _LIVE_LOCK:
+            _LIVE.add(weakref.ref(self, _LIVE.discard))
 
     def __repr__(self) -> str:
         running = self._thread is not None and self._thread.is_alive()
@@ -188,17 +223,20 @@ class MultiProcessSync:
                 continue
             if before is None or sum_ms < before[1] or any(map(int.__lt__, counts, before[0])):
                 before = ((0,) * len(counts), 0.0)
-            series = self._series.get(node)
-            if series is None:
-                series = self._series[node] = self._series_of(node)
-            for inc, now, then in zip(series[:-1], counts, before[0], strict=True):
-                if now != then:
-                    inc(now - then)
-            if sum_ms != before[1]:
-                series[-1]((sum_ms - before[1]) / 1000)
+            with self._client_lock:
+                series = self._series.get(node)
+                if series is None:
+                    series = self._series[node] = self._series_of(node)
+                for inc, now, then in zip(series[:-1], counts, before[0], strict=True):
+                    if now != then:
+                        inc(now - then)
+                if sum_ms != before[1]:
+                    series[-1]((sum_ms - before[1]) / 1000)
             seen[node] = (counts, sum_ms)
 
     def _series_of(self, node: str) -> tuple[Any, ...]:
+        # Once per node (the series are cached), so the label is computed here.
+        node = label_value(node)
         histogram = self._duration.labels(node)
         # prometheus_client has no public way to add n observations to one
         # bucket, nor to add to a histogram's sum alone: its per-bucket and
@@ -224,15 +262,18 @@ class MultiProcessSync:
 
         Raises:
             TypeError: *interval_s* is not a real number.
-            ValueError: *interval_s* is not finite and > 0.
+            ValueError: *interval_s* is not > 0 and at most
+                ``threading.TIMEOUT_MAX`` (the longest wait a thread can
+                make; a longer one would end the thread with an error).
         """
-        if type(interval_s) is bool or not isinstance(interval_s, (int, float)):
-            msg = f"interval_s must be a real number, got {type(interval_s).__name__}"
-            raise TypeError(msg)
-        if not 0.0 < interval_s < float("inf"):
-            msg = f"interval_s must be finite and > 0, got {interval_s!r}"
+        interval = to_real(interval_s, "interval_s")
+        # NaN and infinity fail the comparison too.
+        if not 0.0 < interval <= threading.TIMEOUT_MAX:
+            msg = (
+                f"interval_s must be finite, > 0 and <= {threading.TIMEOUT_MAX:g}, got {interval!r}"
+            )
             raise ValueError(msg)
-        self._interval_s = float(interval_s)
+        self._interval_s = interval
         if self._thread is not None and self._thread.is_alive():
             return
         first = self._thread is None
@@ -269,6 +310,7 @@ class MultiProcessSync:
 
     def _after_fork_in_child(self) -> None:
         self._lock = threading.Lock()
+        self._client_lock = threading.Lock()
         self._seen = self._state()
         if self._thread is not None and not self._stop.is_set():
             # The thread did not survive the fork; its exit hooks did.
@@ -317,12 +359,60 @@ def start_multiprocess_sync(
     return sync
 
 
-_LIVE: weakref.WeakSet[MultiProcessSync] = weakref.WeakSet()
+# Every live MultiProcessSync, for the fork hooks: a plain set of weak
+# references, added to under _LIVE_LOCK and copied with set.copy(), which no
+# other thread can interrupt (iterating a WeakSet while another thread adds
+# to it could raise). _LIVE_LOCK is also held while a sync creates its
+# prometheus_client metrics, and by the fork hooks.
+_LIVE: set[weakref.ref[MultiProcessSync]] = set()
+_LIVE_LOCK = threading.RLock()
+_HELD_FOR_FORK: list[Any] = []
+
+
+def _live_syncs() -> list[MultiProcessSync]:
+    return [sync for sync in (ref() for ref in _LIVE.copy()) if sync is not None]
+
+
+def _before_fork() -> None:
+    # A sync never waits for a collector's lock while inside
+    # prometheus_client, so taking these before or after nodemetrics._sync's
+    # hooks take the collectors' locks cannot deadlock.
+    held = _HELD_FOR_FORK
+    # Listed before acquired: after_in_parent releases what it can and
+    # ignores a lock that an exception kept from being taken.
+    held.append(_LIVE_LOCK)
+    _LIVE_LOCK.acquire()
+    for sync in _live_syncs():
+        lock = sync._client_lock  # noqa: SLF001
+        held.append(lock)
+        # A sync holds it for one node's series; only a holder in this very
+        # thread (fork() from code that interrupted a sync) could keep it
+        # longer, and then the fork goes ahead without it.
+        if not lock.acquire(timeout=_LOCK_WAIT_S):
+            held.pop()
+
+
+def _after_fork_in_parent() -> None:
+    held = _HELD_FOR_FORK[:]
+    _HELD_FOR_FORK.clear()
+    for lock in reversed(held):
+        try:
+            lock.release()
+        except RuntimeError:  # noqa: PERF203 -- a few locks, once per fork
+            # Not held after all: an exception cut _before_fork short.
+            continue
 
 
 def _after_fork_in_child() -> None:
-    for sync in list(_LIVE):
+    global _LIVE_LOCK  # noqa: PLW0603 -- the child's own, fresh lock
+    _HELD_FOR_FORK.clear()
+    _LIVE_LOCK = threading.RLock()
+    for sync in _live_syncs():
         sync._after_fork_in_child()  # noqa: SLF001
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+os.register_at_fork(
+    before=_before_fork,
+    after_in_parent=_after_fork_in_parent,
+    after_in_child=_after_fork_in_child,
+)
