@@ -99,7 +99,6 @@ class TestExposition:
         weird = 'we"ird\\name\nnode'
         assert 1.0 == s[key("nodemetrics_node_executions_total", node=weird, outcome="success")]
 
-
     def test_a_name_that_is_not_utf8_does_not_fail_the_scrape(self):
         """A lone surrogate (os.fsdecode() of bytes that are not UTF-8) is written as
         its escape, and every other node is still exported: it failed the whole page."""
@@ -113,6 +112,7 @@ class TestExposition:
         s = samples(registry)
         for node in ("good", "report-\\udcff.csv", "caf\u00e9"):
             assert 1.0 == s[key("nodemetrics_node_executions_total", node=node, outcome="success")]
+
     def test_node_without_executions(self):
         """A node with no execution has counters and _count 0, and no quantiles or last."""
         registry = CollectorRegistry()
