@@ -563,15 +563,31 @@ class NodeMetricsCollector:
         released, like a threshold callback; an exception is logged. A
         collector with a listener does not batch timed successes.
         """
-        with self._guard.lock:
+        lock = self._guard.lock
+        try:
+            lock.acquire()
             self._listeners = (*self._listeners, listener)
             self._watching = True
+        finally:
+            try:
+                lock.release()
+            except RuntimeError as exc:
+                if not unheld(exc):
+                    raise
 
     def _remove_listener(self, listener: Listener) -> None:
         """Stop calling *listener*; one that was never added is no error."""
-        with self._guard.lock:
+        lock = self._guard.lock
+        try:
+            lock.acquire()
             self._listeners = tuple(x for x in self._listeners if x is not listener)
             self._watching = self._watch_rate or self._watch_latency or bool(self._listeners)
+        finally:
+            try:
+                lock.release()
+            except RuntimeError as exc:
+                if not unheld(exc):
+                    raise
 
     def _check(self, node: str, state: _Node) -> Events | None:
         window = state.window
@@ -628,7 +644,8 @@ class NodeMetricsCollector:
         if guard.owned():
             state = self._nodes.get(node)
             return EMPTY if state is None else self._read_interrupted(state)
-        with lock:
+        try:
+            lock.acquire()
             events = self._settle() if guard.current is not None or guard.pending else None
             state = self._nodes.get(node)
             if state is None:
@@ -637,6 +654,12 @@ class NodeMetricsCollector:
                 guard.current = state
                 snapshot = state.snapshot()
                 guard.current = None
+        finally:
+            try:
+                lock.release()
+            except RuntimeError as exc:
+                if not unheld(exc):
+                    raise
         if events:
             fire(events)
         return snapshot
@@ -654,7 +677,8 @@ class NodeMetricsCollector:
         if guard.owned():
             read = self._read_interrupted
             return {node: read(state) for node, state in list(self._nodes.items())}
-        with lock:
+        try:
+            lock.acquire()
             events = self._settle() if guard.current is not None or guard.pending else None
             # Timed successes take the lock while we read (see _sync).
             guard.hold = True
@@ -665,6 +689,12 @@ class NodeMetricsCollector:
                 snapshots[node] = state.snapshot()
             guard.current = None
             guard.hold = bool(guard.pending)
+        finally:
+            try:
+                lock.release()
+            except RuntimeError as exc:
+                if not unheld(exc):
+                    raise
         if events:
             fire(events)
         return snapshots
@@ -690,7 +720,9 @@ class NodeMetricsCollector:
             state = self._nodes.get(node)
             read = None if state is None else self._read_both_interrupted(state)
         else:
-            with guard.lock:
+            lock = guard.lock
+            try:
+                lock.acquire()
                 events = self._settle() if guard.current is not None or guard.pending else None
                 state = self._nodes.get(node)
                 if state is None:
@@ -699,6 +731,12 @@ class NodeMetricsCollector:
                     guard.current = state
                     read = (snapshot := state.snapshot()), state.histogram(snapshot)
                     guard.current = None
+            finally:
+                try:
+                    lock.release()
+                except RuntimeError as exc:
+                    if not unheld(exc):
+                        raise
             if events:
                 fire(events)
         if read is None:
@@ -725,7 +763,9 @@ class NodeMetricsCollector:
         if guard.owned():
             read = self._read_both_interrupted
             return {node: read(state) for node, state in list(self._nodes.items())}
-        with guard.lock:
+        lock = guard.lock
+        try:
+            lock.acquire()
             events = self._settle() if guard.current is not None or guard.pending else None
             guard.hold = True
             both = {}
@@ -736,6 +776,12 @@ class NodeMetricsCollector:
                 both[node] = snapshot, state.histogram(snapshot)
             guard.current = None
             guard.hold = bool(guard.pending)
+        finally:
+            try:
+                lock.release()
+            except RuntimeError as exc:
+                if not unheld(exc):
+                    raise
         if events:
             fire(events)
         return both

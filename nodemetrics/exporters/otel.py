@@ -19,8 +19,9 @@ or a GC callback that interrupted one in the same thread cannot deadlock on
 them, only the holder of the exporter's lock calls the SDK, and an execution
 made by the thread that holds it already is queued for the holder, which
 records the queue before it leaves. The lock follows the collector's
-protocol (``nodemetrics._sync``): taken only with ``with``, so that no
-exception can leave it held, and renewed in a forked child. The fork hook
+protocol (``nodemetrics._sync``): taken in a ``try`` whose ``finally``
+releases it, written out, so that no exception can leave it held, and
+renewed in a forked child. The fork hook
 takes it before ``os.fork()`` as it takes a collector's (waiting a second at
 most), so no other thread is inside this exporter's ``record()``, holding
 the SDK's locks, when the process forks. Each collection records what is
@@ -50,7 +51,7 @@ from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
 from nodemetrics._collector import NodeMetricsCollector
 from nodemetrics._metrics import FAILURE_FIELDS, QUANTILE_FIELDS, NodeMetrics
-from nodemetrics._sync import Guard
+from nodemetrics._sync import Guard, unheld
 from nodemetrics._validate import type_name
 
 
@@ -120,7 +121,8 @@ class OpenTelemetryExporter:
         self._collector = collector
         self._closed = False
         # The exporter's lock and queue, with the collector's protocol (see
-        # nodemetrics._sync): taken only by `with`, renewed in a forked child.
+        # nodemetrics._sync): released by a written-out `finally`, renewed in
+        # a forked child.
         self._guard = Guard()
         self._queue: deque[tuple[str, float]] = deque()
         #: Whether one of the counters' callbacks is reading and updating
@@ -184,17 +186,33 @@ class OpenTelemetryExporter:
         # Another thread holds the lock for one record(), or for one
         # collection's read of the collector (whose own lock the read holds
         # anyway), at most: wait.
-        with guard.lock:
+        lock = guard.lock
+        try:
+            lock.acquire()
             self._record(duration_ms / 1000, {"node": node})
             if self._queue:
                 self._drain_held()
+        finally:
+            try:
+                lock.release()
+            except RuntimeError as exc:
+                if not unheld(exc):
+                    raise
 
     def _drain(self) -> None:
         guard = self._guard
         if guard.owned():
             return
-        with guard.lock:
+        lock = guard.lock
+        try:
+            lock.acquire()
             self._drain_held()
+        finally:
+            try:
+                lock.release()
+            except RuntimeError as exc:
+                if not unheld(exc):
+                    raise
 
     def _drain_held(self) -> None:
         # Only what is queued now; later arrivals wait for the next call.
@@ -242,7 +260,9 @@ class OpenTelemetryExporter:
                 # later reading applied before an earlier one could lower
                 # them. Observe nothing this time.
                 return []
-            with guard.lock:
+            lock = guard.lock
+            try:
+                lock.acquire()
                 self._observing = True
                 try:
                     # Read under the lock, so that no other collection
@@ -253,6 +273,12 @@ class OpenTelemetryExporter:
                     return _observe_totals(totals, observe, snapshots)
                 finally:
                     self._observing = False
+            finally:
+                try:
+                    lock.release()
+                except RuntimeError as exc:
+                    if not unheld(exc):
+                        raise
 
         return callback
 

@@ -149,12 +149,6 @@ def unraisable(monkeypatch):
 
 
 class TestSignals:
-    @pytest.mark.skipif(
-        sys.version_info < (3, 11),
-        reason="CPython 3.10 can deliver a signal handler's exception between the end of a "
-        "`with` block (POP_BLOCK) and its __exit__ call, which leaves the lock held; 3.11's "
-        "exception tables close that gap (README 'Guarantees')",
-    )
     def test_raising_handler_across_every_call(self, invariants, unraisable):
         """Thousands of raises from a SIGALRM handler inside every public call leave the
         collector unlocked, consistent and usable, checked after each round."""
