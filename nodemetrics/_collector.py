@@ -17,7 +17,7 @@ from ._histogram import DEFAULT_BUCKETS_MS, NodeHistogram, _trusted, check_bucke
 from ._log import log
 from ._metrics import EMPTY, NodeMetrics
 from ._node import CANCEL, INTERRUPT, RESET, RETRY, SUCCESS, _Node
-from ._sync import BUSY, Events, Guard, fire, take, unheld
+from ._sync import BUSY, Events, Guard, fire, make_way, take, unheld
 from ._tracker import Tracker, _new
 from ._validate import (
     CATEGORY_INDEX,
@@ -228,7 +228,7 @@ class NodeMetricsCollector:
         # Not `with lock:`: the same guarantee for half the cost (see _sync).
         try:
             if not lock.acquire(False):
-                take(lock)
+                take(guard)
             if guard.current is not None:
                 # Another thread's call was cut short while we waited.
                 events = self._settle()
@@ -439,7 +439,7 @@ class NodeMetricsCollector:
             return
         try:
             if not lock.acquire(False):
-                take(lock)
+                take(guard)
             events = self._settle() if guard.current is not None or guard.pending else None
             more = self._apply(node, value, kind)
         finally:
@@ -644,6 +644,8 @@ class NodeMetricsCollector:
         if guard.owned():
             state = self._nodes.get(node)
             return EMPTY if state is None else self._read_interrupted(state)
+        if guard.waiting:
+            make_way()
         try:
             lock.acquire()
             events = self._settle() if guard.current is not None or guard.pending else None
@@ -677,6 +679,8 @@ class NodeMetricsCollector:
         if guard.owned():
             read = self._read_interrupted
             return {node: read(state) for node, state in list(self._nodes.items())}
+        if guard.waiting:
+            make_way()
         try:
             lock.acquire()
             events = self._settle() if guard.current is not None or guard.pending else None
@@ -721,6 +725,8 @@ class NodeMetricsCollector:
             read = None if state is None else self._read_both_interrupted(state)
         else:
             lock = guard.lock
+            if guard.waiting:
+                make_way()
             try:
                 lock.acquire()
                 events = self._settle() if guard.current is not None or guard.pending else None
@@ -764,6 +770,8 @@ class NodeMetricsCollector:
             read = self._read_both_interrupted
             return {node: read(state) for node, state in list(self._nodes.items())}
         lock = guard.lock
+        if guard.waiting:
+            make_way()
         try:
             lock.acquire()
             events = self._settle() if guard.current is not None or guard.pending else None

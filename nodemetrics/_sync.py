@@ -51,7 +51,13 @@ needs the GIL that the releasing thread holds; that thread's next record
 finds the lock taken and goes to sleep on it in turn, and from then on
 every record waits for a thread to wake up on the other core (two threads
 made 0.4 of one thread's records, against about 1.0 now; README
-"Performance", P8). Reads and resets, rarer and longer, block on it.
+"Performance", P8). Reads and resets, rarer and longer, block on it. But
+a release wakes one sleeper without handing it the lock, and any thread
+that asks first takes it: readers reading one after another kept a
+recording asleep on the lock for a minute in a CI run. So a recording that
+sleeps on it counts itself in ``guard.waiting`` meanwhile, and a read that
+finds one there waits a tenth of a millisecond (:func:`make_way`) before it
+asks for the lock, time for the woken recording to take it.
 
 **Re-entry from the same thread never waits.** A signal handler, a
 finalizer or a GC callback can run in the middle of a collector call, in the
@@ -149,13 +155,25 @@ BUSY: Any = _Busy()
 class Guard:
     """The lock of one collector and the protocol's bookkeeping around it."""
 
-    __slots__ = ("__weakref__", "current", "hold", "lock", "owned", "pending", "reading")
+    __slots__ = (
+        "__weakref__",
+        "current",
+        "hold",
+        "lock",
+        "owned",
+        "pending",
+        "reading",
+        "waiting",
+    )
 
     def __init__(self) -> None:
         self.lock: threading.RLock
         #: ``lock._is_owned()``: whether this very thread holds the lock.
         self.owned: Callable[[], bool]
         self.renew()
+        #: One item for each recording asleep on the lock (see take()), which
+        #: reads then let go first (see make_way()).
+        self.waiting: deque[None] = deque()
         #: Recordings and resets made while this thread held the lock, in order.
         self.pending: deque[tuple[str | None, float, int]] = deque()
         #: While true, timed successes take the lock instead of their batch.
@@ -186,18 +204,46 @@ class Guard:
 _TRIES = 16
 
 
-def take(lock: threading.RLock) -> None:
+def take(guard: Guard) -> None:
     """
-    Acquire *lock*, held by another thread, without queueing on it (see above).
+    Acquire *guard*'s lock, held by another thread, without queueing on it (see above).
 
-    Only for a thread that does not hold *lock* already, inside the ``try``
-    whose ``finally`` releases it (see above).
+    Only for a thread that does not hold the lock already, inside the ``try``
+    whose ``finally`` releases it (see above). After its tries it sleeps on
+    the lock, counted in ``guard.waiting`` meanwhile, so that readers let it
+    go first (:func:`make_way`).
     """
+    lock = guard.lock
     for _ in range(_TRIES):
         sleep(0)
         if lock.acquire(False):
             return
-    lock.acquire()
+    waiting = guard.waiting
+    # Appended inside the try: an exception can land only after a call
+    # returns, so the item is popped exactly when it was appended.
+    try:
+        waiting.append(None)
+        lock.acquire()
+    finally:
+        waiting.pop()
+
+
+#: How long a read waits, before it takes the lock, while a recording sleeps
+#: on it: long enough for that thread, woken by the next release, to run.
+_MAKE_WAY_S = 1e-4
+
+
+def make_way() -> None:
+    """
+    Wait a moment before a read takes the lock, for a recording that sleeps on it.
+
+    A release wakes one thread asleep on the lock, but any thread that asks
+    for it before the woken one runs takes it: readers reading in a loop,
+    one after another, could keep a recording waiting for a minute (seen in
+    ``test_concurrent_snapshots.py`` under coverage). Reads are rare and
+    long; recordings are what every instrumented call waits for.
+    """
+    sleep(_MAKE_WAY_S)
 
 
 _UNHELD = ("cannot release un-acquired lock",)

@@ -40,7 +40,7 @@ def fold_batch(collector: NodeMetricsCollector, state: _Node) -> None:
         return
     try:
         if not lock.acquire(False):
-            take(lock)
+            take(guard)
         events = collector._settle() if guard.current is not None or guard.pending else None
         guard.current = state
         state.fold()

@@ -153,6 +153,11 @@ def lock_of(guarded: object) -> contextlib.AbstractContextManager[bool]:
     return guarded._guard.lock  # type: ignore[attr-defined]
 
 
+def recordings_asleep(collector: NodeMetricsCollector) -> int:
+    """How many recordings sleep on the collector's lock after their tries (see ``_sync.take``)."""
+    return len(collector._guard.waiting)
+
+
 @contextlib.contextmanager
 def counting_yields() -> Iterator[list[int]]:
     """

@@ -18,7 +18,12 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from _internals import counting_yields, fold_batch, holding_lock_between_changes
+from _internals import (
+    counting_yields,
+    fold_batch,
+    holding_lock_between_changes,
+    recordings_asleep,
+)
 
 from nodemetrics import NodeMetricsCollector
 
@@ -117,4 +122,46 @@ def test_a_recording_sleeps_on_a_lock_held_for_long():
     assert asleep, f"still trying after {stopped_at} tries (or finished while the lock was held)"
     assert 0 < stopped_at < 1_000
     assert finished.is_set()
+    assert c.get_node_metrics("n").total_executions == 2
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        lambda c: c.get_node_metrics("n"),
+        lambda c: c.get_all_node_metrics(),
+        lambda c: c.get_node_histogram("n"),
+        lambda c: c._read_all(),
+    ],
+    ids=["get_node_metrics", "get_all_node_metrics", "get_node_histogram", "an exporter's read"],
+)
+def test_a_read_lets_a_recording_asleep_on_the_lock_go_first(read):
+    """While a recording sleeps on the lock (readers reading one after another could
+    otherwise keep taking it from the recording: a minute in a CI run), a read waits a
+    moment before it takes the lock; with no recording asleep, a read never waits."""
+    c = NodeMetricsCollector()
+    c.record_success("n", 1.0)
+    with counting_yields() as idle:
+        read(c)
+    assert idle[0] == 0, "a read waited with no recording asleep on the lock"
+    with recording_while_held(c, _success) as (tries, finished):
+        # The recording sleeps on the lock once its tries are over.
+        for _ in range(500):
+            if recordings_asleep(c) or finished.wait(0.01):
+                break
+        assert recordings_asleep(c) == 1, "the recording did not sleep on the held lock"
+        # The recording's tries are over: from here on, only the reader can yield.
+        before = tries[0]
+        thread = threading.Thread(target=read, args=(c,))
+        thread.start()
+        # The reader waits its moment, then sleeps on the lock still held here.
+        for _ in range(500):
+            if tries[0] > before or finished.wait(0.01):
+                break
+        reader_waited = tries[0] - before
+    thread.join(10)
+    assert not thread.is_alive()
+    assert finished.is_set()
+    assert reader_waited >= 1, "the read did not let the recording asleep on the lock go first"
+    assert recordings_asleep(c) == 0
     assert c.get_node_metrics("n").total_executions == 2
