@@ -199,6 +199,10 @@ class TestHistogramQuantile:
         assert histogram_quantile(0.99, buckets) is None
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class TestAgainstExporter:
     def test_rates_over_the_interval(self, server):
         """exec/s and fail% count only what happened between two polls."""
@@ -261,6 +265,10 @@ class TestAgainstExporter:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            # A test run started in the background of a shell without job
+            # control ignores SIGINT, and a child inherits that: the watch
+            # would then never see this test's Ctrl+C.
+            preexec_fn=_default_sigint,  # noqa: PLW1509 -- one call, before exec
         )
         assert proc.stdout is not None
         headers = 0
