@@ -344,6 +344,9 @@ def _after_fork_in_child() -> None:
     REGISTRY_LOCK = threading.RLock()
     for guard in live_guards():
         guard.renew()
+        # Recordings that slept on the lock in other threads of the parent,
+        # which the child does not have: its reads must not make way for them.
+        guard.waiting.clear()
 
 
 os.register_at_fork(

@@ -12,7 +12,10 @@ recording made while the lock was held is counted once it is free.
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import threading
+import time
 
 from collections.abc import Callable, Iterator
 
@@ -165,3 +168,28 @@ def test_a_read_lets_a_recording_asleep_on_the_lock_go_first(read):
     assert reader_waited >= 1, "the read did not let the recording asleep on the lock go first"
     assert recordings_asleep(c) == 0
     assert c.get_node_metrics("n").total_executions == 2
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_has_no_recording_asleep_on_the_lock():
+    """A recording asleep on the lock in another thread is not in a forked child, whose
+    reads must then not wait for it: the child starts with none counted."""
+    c = NodeMetricsCollector()
+    c.record_success("n", 1.0)
+    with recording_while_held(c, _success) as (_tries, finished):
+        for _ in range(500):
+            if recordings_asleep(c) or finished.wait(0.01):
+                break
+        assert recordings_asleep(c) == 1
+        pid = os.fork()
+        if pid == 0:  # the child: report, never return into pytest
+            os._exit(0 if recordings_asleep(c) == 0 else 1)
+        deadline = time.monotonic() + 10
+        while (done := os.waitpid(pid, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:
+            finished.wait(0.01)
+        if done == (0, 0):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+    assert done != (0, 0), "the child did not finish within 10 s"
+    assert os.waitstatus_to_exitcode(done[1]) == 0, "the child counted a recording asleep"
+    assert finished.is_set()
