@@ -16,6 +16,7 @@ from typing import Any, TypedDict
 # dependencies, and a broken install must fail these tests, not skip them.
 import pytest
 
+from _hostile import RaisingClass, masquerade
 from langgraph.graph import END, START, StateGraph
 from langgraph.pregel import Pregel
 from stamina.instrumentation import RetryDetails
@@ -23,19 +24,6 @@ from stamina.instrumentation import RetryDetails
 from nodemetrics import NodeMetrics, NodeMetricsCollector, format_table
 from nodemetrics.integrations.langgraph import NodeMetricsCallbackHandler, instrument
 from nodemetrics.integrations.stamina import instrument_stamina, on_retry_hook
-
-
-class RaisingClass:
-    """An object whose ``__class__`` raises, as isinstance() would ask it."""
-
-    @property  # type: ignore[misc]
-    def __class__(self) -> type:
-        raise ZeroDivisionError("__class__ raised")
-
-
-def claiming(cls: type) -> object:
-    """An object whose ``__class__`` claims *cls*, which it is not."""
-    return type("Fake", (), {"__class__": property(lambda self: cls)})()
 
 
 class UnreadableMapping(Mapping[Any, Any]):
@@ -76,7 +64,7 @@ def details(name: str) -> RetryDetails:
 
 NOT_COLLECTORS = [
     pytest.param(RaisingClass(), id="class-raises"),
-    pytest.param(claiming(NodeMetricsCollector), id="claims-collector"),
+    pytest.param(masquerade(NodeMetricsCollector), id="claims-collector"),
 ]
 
 
@@ -92,7 +80,7 @@ class TestStamina:
         "node_names",
         [
             pytest.param(RaisingClass(), id="class-raises"),
-            pytest.param(claiming(dict), id="claims-dict"),
+            pytest.param(masquerade(dict), id="claims-dict"),
         ],
     )
     def test_node_names_by_real_type(self, node_names: Any) -> None:
@@ -192,7 +180,7 @@ class TestLangGraph:
         "graph",
         [
             pytest.param(RaisingClass(), id="class-raises"),
-            pytest.param(claiming(Pregel), id="claims-pregel"),
+            pytest.param(masquerade(Pregel), id="claims-pregel"),
         ],
     )
     def test_graph_by_real_type(self, graph: Any) -> None:

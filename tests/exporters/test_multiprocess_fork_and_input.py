@@ -17,6 +17,7 @@ import threading
 
 import pytest
 
+from _hostile import RaisingClass, masquerade
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -165,19 +166,6 @@ def test_undecodable_node_name_in_multiprocess_files(fresh_python):
 # -- bad input -----------------------------------------------------------------
 
 
-class ClassRaises:
-    """An object whose ``__class__`` raises, as isinstance() would ask it."""
-
-    @property  # type: ignore[misc]
-    def __class__(self) -> type:
-        raise ZeroDivisionError("__class__ raised")
-
-
-def claiming(cls: type) -> object:
-    """An object whose ``__class__`` claims *cls*, which it is not."""
-    return type("Fake", (), {"__class__": property(lambda self: cls)})()
-
-
 class LyingFloat(float):
     """A float whose comparisons lie: it must act as its plain value."""
 
@@ -197,11 +185,11 @@ def test_constructor_refuses_unusable_collector_and_registry():
     registry = CollectorRegistry()
     cases = [
         ({"registry": "default"}, "registry"),
-        ({"registry": ClassRaises()}, "registry"),
-        ({"registry": claiming(CollectorRegistry)}, "registry"),
+        ({"registry": RaisingClass()}, "registry"),
+        ({"registry": masquerade(CollectorRegistry)}, "registry"),
         ({"registry": CollectorRegistry}, "registry"),  # the class, not one
-        ({"collector": ClassRaises(), "registry": registry}, "collector"),
-        ({"collector": claiming(NodeMetricsCollector), "registry": registry}, "collector"),
+        ({"collector": RaisingClass(), "registry": registry}, "collector"),
+        ({"collector": masquerade(NodeMetricsCollector), "registry": registry}, "collector"),
     ]
     for kwargs, name in cases:
         args = {"collector": c, **kwargs}
@@ -217,8 +205,8 @@ def test_start_refuses_unusable_interval_and_changes_nothing():
     """interval_s: a real number (by real type) in (0, TIMEOUT_MAX]; a refusal changes nothing."""
     sync = MultiProcessSync(NodeMetricsCollector(), registry=CollectorRegistry())
     for bad, error in [
-        (ClassRaises(), TypeError),
-        (claiming(float), TypeError),
+        (RaisingClass(), TypeError),
+        (masquerade(float), TypeError),
         ("1", TypeError),
         (True, TypeError),
         (None, TypeError),

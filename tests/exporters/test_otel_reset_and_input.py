@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from _hostile import RaisingClass, masquerade
 from _internals import lock_of
 from opentelemetry.sdk.metrics import MeterProvider, ObservableCounter
 from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
@@ -326,17 +327,6 @@ class TestConcurrentCollections:
         assert {frozenset({("node", "n")}): 1} == values(
             callbacks["nodemetrics.node.retries"](None)
         )
-
-
-class RaisingClass:
-    @property
-    def __class__(self):
-        raise ZeroDivisionError("__class__ raised")
-
-
-def masquerade(cls: type) -> object:
-    """An object whose __class__ claims to be *cls*."""
-    return type("Fake", (), {"__class__": property(lambda self: cls)})()
 
 
 class UnreadableGetMeter:

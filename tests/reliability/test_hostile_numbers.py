@@ -3,71 +3,28 @@
 from __future__ import annotations
 
 import contextlib
-import fractions
 import math
-import numbers
 
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
 
+from _hostile import (
+    HostileStr,
+    LyingInt,
+    RaisingClass,
+    RaisingFloat,
+    RaisingFraction,
+    RaisingInt,
+    UnconvertibleFraction,
+    ZeroDivisionReal,
+    hostile,
+    masquerade,
+)
 from loguru import logger
 
 from nodemetrics import NodeMetrics, NodeMetricsCollector, classify_error, format_table, metered
-
-
-class Hostile(RuntimeError):
-    """Raised by hostile code: a test that sees it has let that code run."""
-
-
-def hostile(*_args: object) -> Any:
-    raise Hostile("hostile code ran")
-
-
-_COMPARISONS = ("__lt__", "__le__", "__gt__", "__ge__", "__eq__", "__ne__")
-
-
-def _with_raising(base: type, name: str, methods: tuple[str, ...]) -> type:
-    return type(name, (base,), dict.fromkeys(methods, hostile))
-
-
-#: A float whose conversion, comparisons, hash and arithmetic all raise.
-RaisingFloat = _with_raising(
-    float,
-    "RaisingFloat",
-    (*_COMPARISONS, "__float__", "__hash__", "__add__", "__radd__", "__truediv__", "__bool__"),
-)
-#: An int whose comparisons, conversions and hash raise.
-RaisingInt = _with_raising(
-    int, "RaisingInt", (*_COMPARISONS, "__index__", "__int__", "__float__", "__hash__", "__bool__")
-)
-#: A Fraction whose comparisons raise (as they would under the collector's lock).
-RaisingFraction = _with_raising(fractions.Fraction, "RaisingFraction", (*_COMPARISONS, "__hash__"))
-#: A Fraction whose conversion to float raises.
-UnconvertibleFraction = _with_raising(fractions.Fraction, "UnconvertibleFraction", ("__float__",))
-#: A str whose length, truth, hash, equality and str() raise.
-HostileStr = _with_raising(
-    str, "HostileStr", ("__len__", "__bool__", "__hash__", "__eq__", "__ne__", "__str__")
-)
-
-
-class LyingInt(int):
-    """An int that says it is never below anything and always above."""
-
-    def __lt__(self, other: object) -> bool:
-        return False
-
-    def __le__(self, other: object) -> bool:
-        return False
-
-    def __gt__(self, other: object) -> bool:
-        return True
-
-    def __ge__(self, other: object) -> bool:
-        return True
-
-    __hash__ = int.__hash__
 
 
 class UnreprStr(str):  # noqa: SLOT000 -- a hostile caller's str need not be slotted
@@ -83,30 +40,6 @@ class HostileKey(str):  # noqa: SLOT000 -- a hostile caller's str need not be sl
     __hash__ = str.__hash__
     __eq__ = hostile
     __ne__ = hostile
-
-
-class RaisingClass:
-    """An object whose ``__class__`` raises (isinstance() would run it)."""
-
-    __class__ = property(hostile)  # type: ignore[assignment]
-
-
-def masquerade(cls: type) -> object:
-    """An object whose ``__class__`` claims to be *cls* (isinstance() believes it)."""
-    return type(f"Fake{cls.__name__.title()}", (), {"__class__": property(lambda self: cls)})()
-
-
-class ZeroDivisionReal:
-    """A numbers.Real (registered) whose __float__ raises ZeroDivisionError."""
-
-    def __float__(self) -> float:
-        return 1 / 0
-
-    def __repr__(self) -> str:
-        return "ZeroDivisionReal()"
-
-
-numbers.Real.register(ZeroDivisionReal)
 
 
 @pytest.fixture(autouse=True)
