@@ -54,8 +54,10 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from nodemetrics import _sync
 from nodemetrics._collector import NodeMetricsCollector
 from nodemetrics._log import log
+from nodemetrics._sync import Guard
 from nodemetrics._validate import to_real, type_name
 from nodemetrics.exporters.prometheus import _check_args, label_value
 
@@ -122,9 +124,9 @@ class MultiProcessSync:
             raise TypeError(msg)
         self._collector = collector
         p = f"{namespace}_node_"
-        # Under the registry lock, which the fork hooks take: no fork copies
-        # prometheus_client mid-creation.
-        with _LIVE_LOCK:
+        # Under the collectors' registry lock, which their fork hook takes
+        # (nodemetrics._sync): no fork copies prometheus_client mid-creation.
+        with _sync.REGISTRY_LOCK:
             self._executions = Counter(
                 f"{p}executions",
                 "Executions of a node, by outcome.",
@@ -157,10 +159,11 @@ class MultiProcessSync:
                 registry=registry,
             )
         self._lock = threading.Lock()
-        # Held while this sync is inside prometheus_client, one node at a
-        # time: the fork hooks take it, so that no fork copies a
-        # prometheus_client lock held (see _before_fork).
-        self._client_lock = threading.Lock()
+        # Its lock is held while this sync is inside prometheus_client, one
+        # node at a time. A Guard, so that the collectors' fork hook
+        # (nodemetrics._sync) takes it before a fork, as it takes theirs, and
+        # renews it in the child: no fork copies a prometheus_client lock held.
+        self._client = Guard()
         # By node: what was mirrored (counts, then the sum in ms), and the
         # increment of each mirrored series in the same order.
         self._seen: dict[str, tuple[tuple[int, ...], float]] = {}
@@ -168,7 +171,7 @@ class MultiProcessSync:
         self._interval_s = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        with _LIVE_LOCK:
+        with _sync.REGISTRY_LOCK:
             _LIVE.add(weakref.ref(self, _LIVE.discard))
 
     def __repr__(self) -> str:
@@ -223,7 +226,7 @@ class MultiProcessSync:
                 continue
             if before is None or sum_ms < before[1] or any(map(int.__lt__, counts, before[0])):
                 before = ((0,) * len(counts), 0.0)
-            with self._client_lock:
+            with self._client.lock:
                 series = self._series.get(node)
                 if series is None:
                     series = self._series[node] = self._series_of(node)
@@ -310,7 +313,6 @@ class MultiProcessSync:
 
     def _after_fork_in_child(self) -> None:
         self._lock = threading.Lock()
-        self._client_lock = threading.Lock()
         self._seen = self._state()
         if self._thread is not None and not self._stop.is_set():
             # The thread did not survive the fork; its exit hooks did.
@@ -359,60 +361,24 @@ def start_multiprocess_sync(
     return sync
 
 
-# Every live MultiProcessSync, for the fork hooks: a plain set of weak
-# references, added to under _LIVE_LOCK and copied with set.copy(), which no
-# other thread can interrupt (iterating a WeakSet while another thread adds
-# to it could raise). _LIVE_LOCK is also held while a sync creates its
-# prometheus_client metrics, and by the fork hooks.
+# Every live MultiProcessSync, for the fork hook that restarts their threads
+# in a child: a plain set of weak references, added to under the registry
+# lock and copied with set.copy(), which no other thread can interrupt
+# (iterating a WeakSet while another thread adds to it could raise). The
+# locks a fork must not copy held are the Guards' (see MultiProcessSync),
+# which nodemetrics._sync's own hooks take and renew.
 _LIVE: set[weakref.ref[MultiProcessSync]] = set()
-_LIVE_LOCK = threading.RLock()
-_HELD_FOR_FORK: list[Any] = []
 
 
 def _live_syncs() -> list[MultiProcessSync]:
     return [sync for sync in (ref() for ref in _LIVE.copy()) if sync is not None]
 
 
-def _before_fork() -> None:
-    # A sync never waits for a collector's lock while inside
-    # prometheus_client, so taking these before or after nodemetrics._sync's
-    # hooks take the collectors' locks cannot deadlock.
-    held = _HELD_FOR_FORK
-    # Listed before acquired: after_in_parent releases what it can and
-    # ignores a lock that an exception kept from being taken.
-    held.append(_LIVE_LOCK)
-    _LIVE_LOCK.acquire()
-    for sync in _live_syncs():
-        lock = sync._client_lock  # noqa: SLF001
-        held.append(lock)
-        # A sync holds it for one node's series; only a holder in this very
-        # thread (fork() from code that interrupted a sync) could keep it
-        # longer, and then the fork goes ahead without it.
-        if not lock.acquire(timeout=_LOCK_WAIT_S):
-            held.pop()
-
-
-def _after_fork_in_parent() -> None:
-    held = _HELD_FOR_FORK[:]
-    _HELD_FOR_FORK.clear()
-    for lock in reversed(held):
-        try:
-            lock.release()
-        except RuntimeError:  # noqa: PERF203 -- a few locks, once per fork
-            # Not held after all: an exception cut _before_fork short.
-            continue
-
-
 def _after_fork_in_child() -> None:
-    global _LIVE_LOCK  # noqa: PLW0603 -- the child's own, fresh lock
-    _HELD_FOR_FORK.clear()
-    _LIVE_LOCK = threading.RLock()
+    # After nodemetrics._sync's hook (registered first, so run first in the
+    # child), which renewed every Guard and the registry lock.
     for sync in _live_syncs():
         sync._after_fork_in_child()  # noqa: SLF001
 
 
-os.register_at_fork(
-    before=_before_fork,
-    after_in_parent=_after_fork_in_parent,
-    after_in_child=_after_fork_in_child,
-)
+os.register_at_fork(after_in_child=_after_fork_in_child)
