@@ -99,7 +99,7 @@ recording, or the batch of timed successes it was folding) may be lost.
 
 **Timed successes take no lock.** ``track()`` and ``@metered`` append a
 success to its node's batch (one ``list.append``, atomic under the GIL) and
-fold it in under the lock 32 at a time, or whenever anything else reads or
+fold it in under the lock 64 at a time, or whenever anything else reads or
 changes the node. They do so only while ``guard.hold`` is false. A read sets
 ``hold`` while it takes its snapshots, and a queued re-entrant recording sets
 it until the queue is applied: then timed successes take the lock like any

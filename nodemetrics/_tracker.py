@@ -24,10 +24,12 @@ if TYPE_CHECKING:
 
 
 # A batch is folded into its node once it holds this many successes (or
-# sooner, when anything reads or records to the node another way). Folding
-# 32 costs about what 4 record_success() calls do; a batch holds at most
-# about 1 KB while it waits.
-BATCH = 32
+# sooner, when anything reads or records to the node another way). A fold
+# costs about 1.6 µs before the first success it counts (the lock, the calls,
+# the histogram's walk), so that 64 costs each timed success about 25 ns
+# where 32 cost 50 (with track(): 0.43 of prometheus_client's with .time()
+# against 0.45); a batch holds at most about 2 KB while it waits.
+BATCH = 64
 
 
 def fold_batch(collector: NodeMetricsCollector, state: _Node) -> None:

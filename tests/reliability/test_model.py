@@ -42,8 +42,8 @@ ERRORS_AND_CATEGORIES = [
 ]
 ERRORS = st.sampled_from(ERRORS_AND_CATEGORIES)
 # Nanoseconds that timed calls take, by a fake clock; bursts long enough to
-# fill a batch (32) twice.
-ELAPSED = st.lists(st.integers(min_value=0, max_value=10**12), min_size=1, max_size=70)
+# fill a batch (64) twice.
+ELAPSED = st.lists(st.integers(min_value=0, max_value=10**12), min_size=1, max_size=140)
 
 
 def p99_by_the_formula(samples: list[float]) -> float:
