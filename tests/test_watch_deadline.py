@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import io
 import itertools
+import socket
 import socketserver
+import struct
 import threading
 import time
 
@@ -63,6 +65,11 @@ class Handler(socketserver.StreamRequestHandler):
             pass  # the request's headers
         if n < len(self.server.pages):
             self.request.sendall(self.server.pages[n])
+            if self.server.reset:
+                self.request.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+                self.request.close()
             return
         give_up = time.monotonic() + GIVE_UP_S
         try:
@@ -92,6 +99,7 @@ class Trickler(socketserver.ThreadingTCPServer):
         self.pace = pace
         self.lock = threading.Lock()
         self.connections = 0
+        self.reset = False
         self.threads: list[threading.Thread] = []
         self.stop = threading.Event()
         self.url = f"http://127.0.0.1:{self.server_address[1]}/metrics"
@@ -198,3 +206,17 @@ def test_no_time_left_means_no_connection(serve):
     )
     assert elapsed < BOUND_S
     assert 0 == server.connections
+
+
+def test_a_reset_mid_answer_is_one_line(serve):
+    """A server that resets the connection part-way through its answer: a WatchError naming it."""
+    server = serve(body_forever, pages=(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n# a",))
+    # The page's server thread sends those bytes and then resets the
+    # connection (SO_LINGER with a zero timeout), instead of closing it.
+    # Whether the reset overtakes the headers or the body's first bytes, the
+    # client's next read fails with ECONNRESET, an OSError.
+    server.reset = True
+    error, elapsed = timed(lambda: fetch(server.url, timeout=5.0))
+    assert issubclass(type(error), WatchError), error
+    assert f"{server.url}: cannot read: Connection reset by peer" == str(error)
+    assert elapsed < BOUND_S
