@@ -26,6 +26,7 @@ from prometheus_client.utils import floatToGoString
 from nodemetrics._collector import NodeMetricsCollector
 from nodemetrics._histogram import NodeHistogram
 from nodemetrics._metrics import NodeMetrics
+from nodemetrics.exporters._names import label_value
 
 
 __all__ = ["PrometheusExporter"]
@@ -45,24 +46,6 @@ _Values = tuple[tuple[float, ...], ...]
 _Entry = tuple[NodeMetrics, NodeHistogram, _Labels, tuple[tuple[Sample, ...], ...], _Values]
 #: A new node's "last scrape": no family's values match.
 _NONE_YET: Any = (None,) * 8
-
-
-def label_value(node: str) -> str:
-    r"""
-    Return *node* as a Prometheus label value: itself, if it can be UTF-8.
-
-    A name holding a lone surrogate (what ``os.fsdecode()``, ``os.listdir()``
-    or ``os.environ`` make of bytes that are not UTF-8) cannot be written in
-    a scrape, and would fail the whole page: such a surrogate is written as
-    its ``\udcxx`` escape instead, as ``python -m nodemetrics show`` prints it.
-    """
-    if node.isascii():
-        return node
-    try:
-        node.encode("utf-8")
-    except UnicodeEncodeError:
-        return node.encode("utf-8", "backslashreplace").decode("utf-8")
-    return node
 
 
 class _Names(NamedTuple):

@@ -59,7 +59,8 @@ from nodemetrics._collector import NodeMetricsCollector
 from nodemetrics._log import log
 from nodemetrics._sync import Guard
 from nodemetrics._validate import to_real, type_name
-from nodemetrics.exporters.prometheus import _check_args, label_value
+from nodemetrics.exporters._names import label_value
+from nodemetrics.exporters.prometheus import _check_args
 
 
 __all__ = ["MultiProcessSync", "start_multiprocess_sync"]
