@@ -36,6 +36,18 @@ not renew its locks in a child, and one copied while held would never be
 released there. (Waiting for a whole sync instead could take longer than
 that second: a first sync of thousands of nodes creates their series.)
 
+A process mirrors a collector once per namespace: in multiprocess mode every
+sync of it writes the same series of the same files, so a second would add
+every count again. :func:`start_multiprocess_sync` finds the collector's sync
+(one it started before, one a forked child inherited, or one made by hand)
+and starts it, again if it was stopped, with the new interval; and
+``MultiProcessSync(...)`` refuses to make a second. Finding, creating (with
+the registration in a given registry, all or nothing) and starting a sync
+happen under the collectors' registry lock
+(``nodemetrics._sync.REGISTRY_LOCK``), which their fork hook takes too: no
+two threads make two syncs of one collector, and no fork lands while a sync
+is being registered, holding the lock of prometheus_client's registry.
+
 A node name that UTF-8 cannot encode (one with a lone surrogate, as
 ``os.listdir()`` or ``os.environ`` give for undecodable bytes) is exported
 with those characters backslash-escaped (``"bad\udcff"``), since a scrape
@@ -45,6 +57,7 @@ must be UTF-8; every other name is exported as it is.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import multiprocessing.util
 import os
 import threading
@@ -96,7 +109,8 @@ class MultiProcessSync:
         namespace: The prefix of every metric name.
         registry: Where to register the mirrored metrics; ``None`` (the
             default) registers them nowhere, which is what multiprocess mode
-            wants: ``MultiProcessCollector`` reads them from their files.
+            wants: ``MultiProcessCollector`` reads them from their files. A
+            registry that refuses one of them is left as it was.
 
     The ``node`` label is the node's name, except that a lone surrogate,
     which UTF-8 cannot encode and no scrape can carry, is written as its
@@ -105,7 +119,11 @@ class MultiProcessSync:
     Raises:
         TypeError: *collector* is not a collector, *namespace* not a str, or
             *registry* neither a ``CollectorRegistry`` nor ``None``.
-        ValueError: *namespace* is not a valid metric name prefix.
+        ValueError: *namespace* is not a valid metric name prefix;
+            *registry* already holds a metric that one of these would clash
+            with (the message names it); or, in multiprocess mode, this
+            process already has a sync of *collector* with this *namespace*
+            (:func:`start_multiprocess_sync` returns that one).
     """
 
     def __init__(
@@ -124,41 +142,7 @@ class MultiProcessSync:
             )
             raise TypeError(msg)
         self._collector = collector
-        p = f"{namespace}_node_"
-        # Under the collectors' registry lock, which their fork hook takes
-        # (nodemetrics._sync): no fork copies prometheus_client mid-creation.
-        with _sync.REGISTRY_LOCK:
-            self._executions = Counter(
-                f"{p}executions",
-                "Executions of a node, by outcome.",
-                ["node", "outcome"],
-                registry=registry,
-            )
-            self._failures = Counter(
-                f"{p}failures",
-                "Failed executions of a node, by category.",
-                ["node", "category"],
-                registry=registry,
-            )
-            self._retries = Counter(
-                f"{p}retries", "Retries of a node.", ["node"], registry=registry
-            )
-            self._cancellations = Counter(
-                f"{p}cancellations", "Cancelled executions of a node.", ["node"], registry=registry
-            )
-            self._interruptions = Counter(
-                f"{p}interruptions",
-                "Executions of a node that paused (interrupted).",
-                ["node"],
-                registry=registry,
-            )
-            self._duration = Histogram(
-                f"{p}duration_seconds",
-                "Durations of a node's executions since its last reset.",
-                ["node"],
-                buckets=[b / 1000 for b in collector.buckets],
-                registry=registry,
-            )
+        self._namespace = namespace
         self._lock = threading.Lock()
         # Its lock is held while this sync is inside prometheus_client, one
         # node at a time. A Guard, so that the collectors' fork hook
@@ -172,7 +156,60 @@ class MultiProcessSync:
         self._interval_s = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        p = f"{namespace}_node_"
+        # Under the collectors' registry lock, which their fork hook takes
+        # (nodemetrics._sync): no fork copies prometheus_client mid-creation
+        # or mid-registration, and no other thread makes a second sync of
+        # this collector meanwhile.
         with _sync.REGISTRY_LOCK:
+            if _sync_of(collector, namespace) is not None and _multiprocess_mode():
+                msg = (
+                    f"collector already has a MultiProcessSync for namespace {namespace!r} "
+                    "in this process, which writes the same series: a second would mirror "
+                    "every count twice; use that one (start_multiprocess_sync() returns it)"
+                )
+                raise ValueError(msg)
+            self._executions = Counter(
+                f"{p}executions",
+                "Executions of a node, by outcome.",
+                ["node", "outcome"],
+                registry=None,
+            )
+            self._failures = Counter(
+                f"{p}failures",
+                "Failed executions of a node, by category.",
+                ["node", "category"],
+                registry=None,
+            )
+            self._retries = Counter(f"{p}retries", "Retries of a node.", ["node"], registry=None)
+            self._cancellations = Counter(
+                f"{p}cancellations", "Cancelled executions of a node.", ["node"], registry=None
+            )
+            self._interruptions = Counter(
+                f"{p}interruptions",
+                "Executions of a node that paused (interrupted).",
+                ["node"],
+                registry=None,
+            )
+            self._duration = Histogram(
+                f"{p}duration_seconds",
+                "Durations of a node's executions since its last reset.",
+                ["node"],
+                buckets=[b / 1000 for b in collector.buckets],
+                registry=None,
+            )
+            if registry is not None:
+                _register_all(
+                    registry,
+                    [
+                        (f"{p}executions_total", self._executions),
+                        (f"{p}failures_total", self._failures),
+                        (f"{p}retries_total", self._retries),
+                        (f"{p}cancellations_total", self._cancellations),
+                        (f"{p}interruptions_total", self._interruptions),
+                        (f"{p}duration_seconds", self._duration),
+                    ],
+                )
             _LIVE.add(weakref.ref(self, _LIVE.discard))
 
     def __repr__(self) -> str:
@@ -262,7 +299,7 @@ class MultiProcessSync:
 
         The exit sync runs at interpreter exit (``atexit``) and when a
         :mod:`multiprocessing` worker ends normally (which skips ``atexit``).
-        Starting twice changes only the interval.
+        Starting twice changes only the interval. Thread-safe.
 
         Raises:
             TypeError: *interval_s* is not a real number.
@@ -270,30 +307,27 @@ class MultiProcessSync:
                 ``threading.TIMEOUT_MAX`` (the longest wait a thread can
                 make; a longer one would end the thread with an error).
         """
-        interval = to_real(interval_s, "interval_s")
-        # NaN and infinity fail the comparison too.
-        if not 0.0 < interval <= threading.TIMEOUT_MAX:
-            msg = (
-                f"interval_s must be finite, > 0 and <= {threading.TIMEOUT_MAX:g}, got {interval!r}"
+        interval = _check_interval(interval_s)
+        # Under the registry lock, so that start_multiprocess_sync() finds and
+        # starts a sync in one step, and two starts never make two threads.
+        with _sync.REGISTRY_LOCK:
+            self._interval_s = interval
+            if self._thread is not None and self._thread.is_alive():
+                return
+            first = self._thread is None
+            self._stop.clear()
+            self._thread = threading.Thread(
+                target=self._run, name="nodemetrics-multiprocess-sync", daemon=True
             )
-            raise ValueError(msg)
-        self._interval_s = interval
-        if self._thread is not None and self._thread.is_alive():
-            return
-        first = self._thread is None
-        self._stop.clear()
-        self._thread = threading.Thread(
-            target=self._run, name="nodemetrics-multiprocess-sync", daemon=True
-        )
-        self._thread.start()
-        if first:
-            atexit.register(self.stop)
-            self._finalize_at_worker_exit()
-            # A multiprocessing child forgets its parent's finalizers when it
-            # starts, and then runs these.
-            multiprocessing.util.register_after_fork(
-                self, MultiProcessSync._finalize_at_worker_exit
-            )
+            self._thread.start()
+            if first:
+                atexit.register(self.stop)
+                self._finalize_at_worker_exit()
+                # A multiprocessing child forgets its parent's finalizers when it
+                # starts, and then runs these.
+                multiprocessing.util.register_after_fork(
+                    self, MultiProcessSync._finalize_at_worker_exit
+                )
 
     def _finalize_at_worker_exit(self) -> None:
         # multiprocessing ends its workers with os._exit(), skipping atexit,
@@ -335,13 +369,19 @@ def start_multiprocess_sync(
     endpoint serving ``MultiProcessCollector`` sums every worker's. See
     :class:`MultiProcessSync`.
 
+    Calling it again for the same collector and namespace in the same
+    process (in a worker that inherited the sync started before the fork,
+    say) mirrors nothing twice: it returns the sync this process already
+    has, running again if it was stopped, with the new *interval_s*.
+
     Args:
         collector: The worker's collector.
         interval_s: Seconds between syncs: how stale a scrape may be.
         namespace: The prefix of every metric name.
 
     Returns:
-        The running sync; :meth:`MultiProcessSync.stop` ends it.
+        The running sync of *collector* and *namespace* in this process;
+        :meth:`MultiProcessSync.stop` ends it.
 
     Raises:
         RuntimeError: prometheus_client is not in multiprocess mode
@@ -349,17 +389,87 @@ def start_multiprocess_sync(
         TypeError: An argument has the wrong type.
         ValueError: *interval_s* or *namespace* is out of range.
     """
-    from prometheus_client import values  # noqa: PLC0415 -- read at call time
-
-    if not getattr(values.ValueClass, "_multiprocess", False):
+    if not _multiprocess_mode():
         msg = (
             "prometheus_client is not in multiprocess mode: set PROMETHEUS_MULTIPROC_DIR "
             "before prometheus_client is first imported"
         )
         raise RuntimeError(msg)
-    sync = MultiProcessSync(collector, namespace=namespace)
-    sync.start(interval_s)
+    namespace = _check_args(collector, namespace)
+    interval = _check_interval(interval_s)
+    with _sync.REGISTRY_LOCK:
+        sync = _sync_of(collector, namespace)
+        if sync is None:
+            sync = MultiProcessSync(collector, namespace=namespace)
+        sync.start(interval)
     return sync
+
+
+def _multiprocess_mode() -> bool:
+    from prometheus_client import values  # noqa: PLC0415 -- read at call time
+
+    return bool(getattr(values.ValueClass, "_multiprocess", False))
+
+
+def _check_interval(interval_s: object) -> float:
+    interval = to_real(interval_s, "interval_s")
+    # NaN and infinity fail the comparison too.
+    if not 0.0 < interval <= threading.TIMEOUT_MAX:
+        msg = f"interval_s must be finite, > 0 and <= {threading.TIMEOUT_MAX:g}, got {interval!r}"
+        raise ValueError(msg)
+    return interval
+
+
+def _sync_of(collector: NodeMetricsCollector, namespace: str) -> MultiProcessSync | None:
+    # Under the registry lock, which every sync is added to _LIVE under.
+    for sync in _live_syncs():
+        if sync._collector is collector and sync._namespace == namespace:  # noqa: SLF001
+            return sync
+    return None
+
+
+_DUPLICATE = "Duplicated timeseries in CollectorRegistry: "
+
+
+def _register_all(registry: CollectorRegistry, metrics: list[tuple[str, Any]]) -> None:
+    # All or none: a registry that refuses one metric is left as it was.
+    added: list[tuple[str, Any]] = []
+    try:
+        for item in metrics:
+            # Listed before registered: an exception landing just after
+            # register() returned still has it unregistered below.
+            added.append(item)
+            registry.register(item[1])
+    except ValueError as exc:
+        _unregister_all(registry, added)
+        # prometheus_client's refusal of a duplicate: a ValueError, of the
+        # subclass DuplicateTimeseries from 0.22 on, which names the series.
+        text = str(exc)
+        if not text.startswith(_DUPLICATE):
+            msg = f"registry refused {added[-1][0]} (ValueError: {text}); it was left as it was"
+            raise ValueError(msg) from exc
+        msg = (
+            f"registry already holds a metric that clashes with {added[-1][0]} "
+            f"(the same series: {text.removeprefix(_DUPLICATE)}); it was left as it was"
+        )
+        raise ValueError(msg) from exc
+    except Exception as exc:
+        # A CollectorRegistry subclass's own register() failed.
+        _unregister_all(registry, added)
+        msg = (
+            f"registry refused {added[-1][0]} ({type(exc).__name__}: {exc}); it was left as it was"
+        )
+        raise ValueError(msg) from exc
+    except BaseException:
+        _unregister_all(registry, added)
+        raise
+
+
+def _unregister_all(registry: CollectorRegistry, added: list[tuple[str, Any]]) -> None:
+    for _, metric in reversed(added):
+        # The one refused was never registered: unregister() raises KeyError.
+        with contextlib.suppress(KeyError):
+            registry.unregister(metric)
 
 
 # Every live MultiProcessSync, for the fork hook that restarts their threads
