@@ -82,6 +82,10 @@ def _snapshot_and_histogram(state: _Node) -> tuple[NodeMetrics, NodeHistogram]:
     return snapshot, state.histogram(snapshot)
 
 
+def _serial_and_snapshot(state: _Node) -> tuple[int, NodeMetrics]:
+    return state.serial, state.snapshot()
+
+
 def _read_aside(reading: list[Any], state: _Node, read: Callable[[_Node], _T]) -> _T:
     """
     Read *state* from inside a call of this thread (a signal handler's read).
@@ -674,11 +678,33 @@ class NodeMetricsCollector:
         of a thread is in them while an earlier one of the same thread is not.
         From a signal handler or finalizer, as for :meth:`get_node_metrics`.
         """
+        return self._read_each(_Node.snapshot, self._read_interrupted)
+
+    def _read_incarnations(self) -> dict[str, tuple[int, NodeMetrics]]:
+        """
+        Return every node's serial and snapshot, by name, all taken at one instant.
+
+        For the OpenTelemetry exporter: a node whose serial changed between
+        two reads was reset in between (a reset drops the node, and a later
+        recording makes a new one), whatever its counts say. Read as
+        :meth:`get_all_node_metrics` reads, from a signal handler too.
+        """
+        read = self._read_interrupted
+        return self._read_each(_serial_and_snapshot, lambda state: (state.serial, read(state)))
+
+    def _read_each(
+        self, read: Callable[[_Node], _T], interrupted: Callable[[_Node], _T]
+    ) -> dict[str, _T]:
+        """
+        Return *read* of every node, by name, all at one instant, under one lock.
+
+        *interrupted* instead, from a signal handler or finalizer that
+        interrupted this collector in its own thread (see ``_sync``).
+        """
         guard = self._guard
-        lock = guard.lock
         if guard.owned():
-            read = self._read_interrupted
-            return {node: read(state) for node, state in list(self._nodes.items())}
+            return {node: interrupted(state) for node, state in list(self._nodes.items())}
+        lock = guard.lock
         if guard.waiting:
             make_way()
         try:
@@ -686,11 +712,11 @@ class NodeMetricsCollector:
             events = self._settle() if guard.current is not None or guard.pending else None
             # Timed successes take the lock while we read (see _sync).
             guard.hold = True
-            snapshots = {}
+            readings = {}
             # A copy: a call from this thread (a finalizer's) may add a node.
             for node, state in list(self._nodes.items()):
                 guard.current = state
-                snapshots[node] = state.snapshot()
+                readings[node] = read(state)
             guard.current = None
             guard.hold = bool(guard.pending)
         finally:
@@ -701,7 +727,7 @@ class NodeMetricsCollector:
                     raise
         if events:
             fire(events)
-        return snapshots
+        return readings
 
     def get_node_histogram(self, node: str) -> NodeHistogram:
         """
@@ -765,34 +791,7 @@ class NodeMetricsCollector:
         For exporters: one call per scrape, so that a node's counters and its
         histogram agree.
         """
-        guard = self._guard
-        if guard.owned():
-            read = self._read_both_interrupted
-            return {node: read(state) for node, state in list(self._nodes.items())}
-        lock = guard.lock
-        if guard.waiting:
-            make_way()
-        try:
-            lock.acquire()
-            events = self._settle() if guard.current is not None or guard.pending else None
-            guard.hold = True
-            both = {}
-            # A copy: a call from this thread (a finalizer's) may add a node.
-            for node, state in list(self._nodes.items()):
-                guard.current = state
-                snapshot = state.snapshot()
-                both[node] = snapshot, state.histogram(snapshot)
-            guard.current = None
-            guard.hold = bool(guard.pending)
-        finally:
-            try:
-                lock.release()
-            except RuntimeError as exc:
-                if not unheld(exc):
-                    raise
-        if events:
-            fire(events)
-        return both
+        return self._read_each(_snapshot_and_histogram, self._read_both_interrupted)
 
     def _read_both_interrupted(self, state: _Node) -> tuple[NodeMetrics, NodeHistogram]:
         guard = self._guard

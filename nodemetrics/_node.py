@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from bisect import bisect_left, bisect_right
 
 from ._histogram import NodeHistogram, _trusted
@@ -28,6 +30,10 @@ RESET = 9
 # histogram buckets them too.
 _NO_FAILURES = (0, 0, 0, 0)
 
+#: Numbers each node's incarnation: a node reset and recorded again is a new
+#: ``_Node`` with a new serial (``next()`` on it is atomic under the GIL).
+_SERIALS = itertools.count()
+
 
 class _Node:
     """
@@ -52,6 +58,7 @@ class _Node:
         "published",
         "rate_armed",
         "retries",
+        "serial",
         "skew",
         "snapshot_cache",
         "success",
@@ -89,6 +96,9 @@ class _Node:
         # The window holds one sample per execution counted, added in the
         # same order: this many fewer, after a repair that had to make one up.
         self.skew = 0
+        # Unique in the process: tells an exporter that the node it last saw
+        # under this name was reset since, whatever the counts.
+        self.serial = next(_SERIALS)
 
     def add(self, value: float, kind: int) -> None:
         """Count one execution: a success (*kind* -1) or a failure of category *kind*."""

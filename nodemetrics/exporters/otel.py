@@ -29,37 +29,60 @@ still queued before it reads.
 
 The observable counters report the collector's counts, which
 ``reset_node_metrics()`` sets back to zero; an OpenTelemetry monotonic sum
-must never go down, so each counter keeps, per attribute set, the last
-count it observed and an offset: a count lower than the last observed, or
-a node gone from the collector, means the node was reset, and the last
-observed count moves into the offset. Each collection reads the collector
-and updates these under the exporter's lock, so that two collections cannot
-apply their readings out of order. A recording that finds the lock taken by
-such a collection waits about as long as it would have for the collector's
-own lock, which the read holds for most of that time anyway; the recording
-itself does no more than before.
+must never go down, so each counter keeps, per node and attribute set, the
+last count it observed and an offset. The collector reads each node's
+serial with its snapshot: ``reset_node_metrics()`` drops a node and a later
+recording makes a new one, with a new serial, so a serial other than the
+one last seen, or a node gone from the collector, means the node was reset,
+whatever its counts, and the last observed counts move into the offsets.
+Each collection reads the collector and updates these under the exporter's
+lock, so that two collections cannot apply their readings out of order. A
+recording that finds the lock taken by such a collection waits about as
+long as it would have for the collector's own lock, which the read holds
+for most of that time anyway; the recording itself does no more than before.
+
+**One exporter per meter provider.** The SDK keeps the first instrument
+registered under a name on a meter and silently drops the callbacks of any
+later one, and it cannot remove an instrument. So the instruments, the
+lock and the counters' totals belong to the meter provider (remembered
+weakly, by identity, in :data:`_PROVIDERS`), not to an exporter: the first
+exporter on a provider creates them, a second one is refused while the
+first is open, and one created after the first's ``close()`` reports
+through the same instruments, its counters going on from the totals. The
+global provider (``meter_provider=None``) is also remembered as such: until
+a global provider is set, the API's proxy hands out meters that forward to
+whichever provider is set later.
+
+Node names go through :func:`nodemetrics.exporters._names.label_value`: a
+lone surrogate cannot be encoded by an OTLP exporter, which would drop the
+attribute (and so merge every such node into one unlabelled series).
 """
 
 from __future__ import annotations
 
+import functools
+import weakref
+
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import cast
+from typing import Any, cast
 
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
+from nodemetrics import _sync
 from nodemetrics._collector import NodeMetricsCollector
 from nodemetrics._metrics import FAILURE_FIELDS, QUANTILE_FIELDS, NodeMetrics
 from nodemetrics._sync import Guard, unheld
 from nodemetrics._validate import type_name
+from nodemetrics.exporters._names import label_value
 
 
 __all__ = ["OpenTelemetryExporter"]
 
 
 class OpenTelemetryExporter:
-    """
+    r"""
     OpenTelemetry instruments that report a nodemetrics collector.
 
     Registers, on the meter ``nodemetrics`` of *meter_provider* (the global
@@ -89,11 +112,19 @@ class OpenTelemetryExporter:
     sum must not): :meth:`~nodemetrics.NodeMetricsCollector.reset_node_metrics`
     does not lower them, a node's later counts are added to what they
     reported before, and a node reset and never recorded again keeps its
-    last values. A reset is noticed at the next collection, as a count
-    lower than the one last observed or as a node gone; if, between two
-    collections, a node is reset and then counts as many as it had or more,
-    nothing tells it from no reset, and what it counted since the previous
-    collection before the reset is missing from the counters.
+    last values. A reset is noticed at the next collection, whatever the
+    counts then; what the node counted between the previous collection and
+    its reset is missing from the counters.
+
+    A node name that cannot be UTF-8 (a lone surrogate, as ``os.fsdecode()``
+    makes of bytes that are not) is written with the surrogate as its
+    ``\udcxx`` escape, as the Prometheus exporters write it.
+
+    One meter provider takes one open exporter: OpenTelemetry would keep the
+    first exporter's instruments and drop the second one's callbacks. After
+    :meth:`close`, another exporter on the same provider reports through the
+    same instruments (their bucket boundaries included), its counters going
+    on from where they were.
 
     Thread safety: any number of threads may record while the SDK collects.
     Feeding the histogram costs each execution about one SDK
@@ -105,8 +136,14 @@ class OpenTelemetryExporter:
 
     Raises:
         TypeError: *collector* is not a collector, or *meter_provider* is
-            neither ``None`` nor a meter provider (an object with a callable
-            ``get_meter``). Nothing is registered then.
+            neither ``None`` nor a meter provider instance (an object with a
+            callable ``get_meter`` that returns a meter), or its meter failed
+            to create an instrument (what it raised is chained). Nothing is
+            attached to the collector then, and any instrument the meter
+            did create observes nothing.
+        ValueError: *meter_provider* (or the global provider) has an open
+            exporter already, or had one for a collector with other
+            ``buckets``. Nothing is created then.
     """
 
     def __init__(
@@ -117,34 +154,24 @@ class OpenTelemetryExporter:
         if not issubclass(type(collector), NodeMetricsCollector):
             msg = f"collector must be a NodeMetricsCollector, got {type_name(collector)}"
             raise TypeError(msg)
-        get_meter = _get_meter(meter_provider)
+        provider, get_meter = _meter_provider(meter_provider)
+        keys = (id(provider), _GLOBAL) if meter_provider is None else (id(provider),)
         self._collector = collector
-        self._closed = False
-        # The exporter's lock and queue, with the collector's protocol (see
+        # Each execution made while this thread held the lock, for the holder.
+        self._queue: deque[tuple[str, float]] = deque()
+        instruments, new = _claim(self, provider, keys, collector.buckets)
+        self._instruments = instruments
+        # The provider's lock, with the collector's protocol (see
         # nodemetrics._sync): released by a written-out `finally`, renewed in
         # a forked child.
-        self._guard = Guard()
-        self._queue: deque[tuple[str, float]] = deque()
-        #: Whether one of the counters' callbacks is reading and updating
-        #: its totals (under the lock), for a collection nested in it.
-        self._observing = False
-        meter = get_meter("nodemetrics")
-        self._record = meter.create_histogram(
-            "nodemetrics.node.duration",
-            unit="s",
-            description="Durations of a node's executions.",
-            explicit_bucket_boundaries_advisory=[bound / 1000 for bound in collector.buckets],
-        ).record
-        for name, observe, unit, description in _COUNTERS:
-            meter.create_observable_counter(
-                name, callbacks=[self._counter(observe)], unit=unit, description=description
-            )
-        meter.create_observable_gauge(
-            "nodemetrics.node.window.duration",
-            callbacks=[self._reader(_window_durations)],
-            unit="s",
-            description="Percentiles of a node's durations over its rolling window.",
-        )
+        self._guard = instruments.guard
+        if new:
+            try:
+                _create(instruments, get_meter)
+            except BaseException:
+                _abandon(instruments, keys)
+                raise
+        self._record = instruments.record
         # One bound method, so that close() removes the very object added.
         self._listener = self._on_execution
         collector._add_listener(self._listener)  # noqa: SLF001 -- the exporters' hook
@@ -160,10 +187,13 @@ class OpenTelemetryExporter:
         instruments observe nothing from now on.
 
         OpenTelemetry has no way to remove an instrument from its meter;
-        closing frees the collector from the exporter's per-execution cost.
+        closing frees the collector from the exporter's per-execution cost,
+        and lets another exporter report through this one's instruments.
         Closing twice is no error.
         """
-        self._closed = True
+        instruments = self._instruments
+        if instruments.owner is self:
+            instruments.owner = None
         self._collector._remove_listener(self._listener)  # noqa: SLF001 -- the exporters' hook
         self._drain()
 
@@ -189,7 +219,12 @@ class OpenTelemetryExporter:
         lock = guard.lock
         try:
             lock.acquire()
-            self._record(duration_ms / 1000, {"node": node})
+            # label_value() only for a name that is not ASCII: the check costs
+            # 0.3k instructions (callgrind: 66.8k -> 67.1k over a plain
+            # record_success), a call of label_value() would cost more.
+            self._record(
+                duration_ms / 1000, {"node": node if node.isascii() else label_value(node)}
+            )
             if self._queue:
                 self._drain_held()
         finally:
@@ -220,73 +255,105 @@ class OpenTelemetryExporter:
         record = self._record
         for _ in range(len(queue)):
             node, duration_ms = queue.popleft()
-            record(duration_ms / 1000, {"node": node})
+            record(duration_ms / 1000, {"node": label_value(node)})
 
-    def _reader(
-        self, observe: Callable[[str, NodeMetrics], Iterable[Observation]]
-    ) -> Callable[[CallbackOptions], Iterable[Observation]]:
-        collector = self._collector
+    def _observe_window(self) -> list[Observation]:
+        """Read the window's percentiles of every node, for the gauge."""
+        # Reading applies what the collector has queued; recording what the
+        # exporter has queued then makes this collection's histogram hold
+        # every execution that returned before it began.
+        snapshots = sorted(self._collector.get_all_node_metrics().items())
+        self._drain()
+        return [
+            observation
+            for node, m in snapshots
+            for observation in _window_durations(label_value(node), m)
+        ]
 
-        def callback(_options: CallbackOptions) -> Iterable[Observation]:
-            if self._closed:
-                return []
-            # Reading applies what the collector has queued; recording what
-            # the exporter has queued then makes this collection's histogram
-            # hold every execution that returned before it began.
-            snapshots = sorted(collector.get_all_node_metrics().items())
-            self._drain()
-            return [observation for node, m in snapshots for observation in observe(node, m)]
-
-        return callback
-
-    def _counter(
-        self, observe: Callable[[str, NodeMetrics], Iterable[tuple[int, dict[str, str]]]]
-    ) -> Callable[[CallbackOptions], Iterable[Observation]]:
-        collector = self._collector
+    def _observe_counter(
+        self,
+        series: dict[str, _Series],
+        observe: Callable[[str, NodeMetrics], Iterable[tuple[int, dict[str, str]]]],
+    ) -> list[Observation]:
+        """Read the collector, update one counter's *series* and report them."""
         guard = self._guard
-        # Per attribute set (its values, in observe's order): the last count
-        # observed, what the counter reported before that count's stream
-        # began (the offset), and the attributes. Only under the lock.
-        totals: dict[tuple[str, ...], _Total] = {}
+        instruments = self._instruments
+        reentered = guard.owned()
+        if reentered and instruments.observing:
+            # A collection nested in one of these callbacks, in its own
+            # thread (a signal handler, with a provider that lets
+            # collections nest): the totals may be half updated, and a
+            # later reading applied before an earlier one could lower
+            # them. Observe nothing this time.
+            return []
+        lock = guard.lock
+        try:
+            lock.acquire()
+            instruments.observing = True
+            try:
+                # Read under the lock, so that no other collection updates
+                # the totals from a later reading meanwhile.
+                readings = self._collector._read_incarnations()  # noqa: SLF001 -- see _Series
+                if not reentered:
+                    self._drain_held()
+                return _observe_totals(series, observe, readings)
+            finally:
+                instruments.observing = False
+        finally:
+            try:
+                lock.release()
+            except RuntimeError as exc:
+                if not unheld(exc):
+                    raise
+
+
+class _Instruments:
+    """nodemetrics' instruments on one meter provider, and who reports through them."""
+
+    __slots__ = ("bounds", "guard", "observing", "owner", "record", "totals")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        #: The collector buckets the histogram was created with.
+        self.bounds = bounds
+        #: Taken to call the SDK's record() and to update the totals.
+        self.guard = Guard()
+        #: The open exporter that reports through them, if any.
+        self.owner: OpenTelemetryExporter | None = None
+        #: The histogram's record(), once created.
+        self.record: Callable[..., object] = _not_created
+        #: Each counter's series, by node (in _COUNTERS' order). Only under the lock.
+        self.totals: list[dict[str, _Series]] = [{} for _ in _COUNTERS]
+        #: Whether one of the counters' callbacks is reading and updating
+        #: its totals (under the lock), for a collection nested in it.
+        self.observing = False
+
+    def counter(
+        self,
+        series: dict[str, _Series],
+        observe: Callable[[str, NodeMetrics], Iterable[tuple[int, dict[str, str]]]],
+    ) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        """Return the callback of one counter: its owner's reading, or nothing."""
 
         def callback(_options: CallbackOptions) -> Iterable[Observation]:
-            if self._closed:
-                return []
-            reentered = guard.owned()
-            if reentered and self._observing:
-                # A collection nested in one of these callbacks, in its own
-                # thread (a signal handler, with a provider that lets
-                # collections nest): the totals may be half updated, and a
-                # later reading applied before an earlier one could lower
-                # them. Observe nothing this time.
-                return []
-            lock = guard.lock
-            try:
-                lock.acquire()
-                self._observing = True
-                try:
-                    # Read under the lock, so that no other collection
-                    # updates the totals from a later reading meanwhile.
-                    snapshots = sorted(collector.get_all_node_metrics().items())
-                    if not reentered:
-                        self._drain_held()
-                    return _observe_totals(totals, observe, snapshots)
-                finally:
-                    self._observing = False
-            finally:
-                try:
-                    lock.release()
-                except RuntimeError as exc:
-                    if not unheld(exc):
-                        raise
+            owner = self.owner
+            return [] if owner is None else owner._observe_counter(series, observe)  # noqa: SLF001
 
         return callback
+
+    def gauge(self, _options: CallbackOptions) -> Iterable[Observation]:
+        """Report the window gauge: its owner's reading, or nothing."""
+        owner = self.owner
+        return [] if owner is None else owner._observe_window()  # noqa: SLF001
+
+
+def _not_created(*_args: object) -> None:
+    """Nothing to record into: the instruments' creation failed."""
 
 
 class _Total:
-    """One attribute set of one counter: what it reports, across resets."""
+    """One attribute set of one node of one counter: what it reports, across resets."""
 
-    __slots__ = ("attributes", "last", "offset", "seen")
+    __slots__ = ("attributes", "last", "offset")
 
     def __init__(self, attributes: dict[str, str]) -> None:
         self.attributes = attributes
@@ -294,60 +361,238 @@ class _Total:
         self.last = 0
         #: What was counted before the collector's count last started from zero.
         self.offset = 0
-        #: Whether the current collection observed it.
-        self.seen = False
+
+
+class _Series:
+    """
+    One node's attribute sets of one counter, and the node's serial last seen.
+
+    ``reset_node_metrics()`` drops a node and a later recording makes a new
+    one: its serial (read with its snapshot, under the collector's lock)
+    changes, and so a reset is told for certain, whatever the counts.
+    """
+
+    __slots__ = ("serial", "totals")
+
+    def __init__(self, serial: int | None, totals: list[_Total]) -> None:
+        self.serial = serial
+        self.totals = totals
+
+    def restart(self, serial: int | None) -> None:
+        """Move the last counts into the offsets: the node was reset."""
+        for total in self.totals:
+            total.offset += total.last
+            total.last = 0
+        self.serial = serial
 
 
 def _observe_totals(
-    totals: dict[tuple[str, ...], _Total],
+    series: dict[str, _Series],
     observe: Callable[[str, NodeMetrics], Iterable[tuple[int, dict[str, str]]]],
-    snapshots: list[tuple[str, NodeMetrics]],
+    readings: dict[str, tuple[int, NodeMetrics]],
 ) -> list[Observation]:
     """
-    Update *totals* from one reading of the collector, and report them.
+    Update *series* from one reading of the collector, and report them.
 
-    A count lower than the last one observed, or an attribute set no
-    longer observed (its node is gone), means a reset: the last count moves
-    into the offset, so that the total never goes down. A node that is gone
-    keeps being reported with its total, so that the stream neither drops
-    nor, when the node comes back, starts again from zero.
+    A node read with a serial other than the one last seen, or no longer in
+    the collector, was reset: its last counts move into the offsets, so that
+    no total ever goes down. A node that is gone keeps being reported with
+    its totals, so that a stream neither drops nor, when the node comes
+    back, starts again from zero. Two names written as one attribute value
+    (a lone surrogate and its escape spelled out) add up.
     """
-    observations = []
-    for node, m in snapshots:
-        for count, attributes in observe(node, m):
-            key = tuple(attributes.values())
-            total = totals.get(key)
-            if total is None:
-                total = totals[key] = _Total(attributes)
-            elif count < total.last:
-                total.offset += total.last
+    for node, (serial, m) in sorted(readings.items()):
+        counts = list(observe(label_value(node), m))
+        known = series.get(node)
+        if known is None:
+            known = series[node] = _Series(serial, [_Total(a) for _, a in counts])
+        elif known.serial != serial:
+            known.restart(serial)
+        for total, (count, _) in zip(known.totals, counts, strict=True):
             total.last = count
-            total.seen = True
-            observations.append(Observation(total.offset + count, attributes))
-    for total in totals.values():
-        if total.seen:
-            total.seen = False
-        else:
-            total.offset += total.last
-            total.last = 0
-            observations.append(Observation(total.offset, total.attributes))
-    return observations
+    values: dict[tuple[str, ...], int] = {}
+    attributes: dict[tuple[str, ...], dict[str, str]] = {}
+    for node, known in series.items():
+        if node not in readings and known.serial is not None:
+            known.restart(None)
+        for total in known.totals:
+            key = tuple(total.attributes.values())
+            values[key] = values.get(key, 0) + total.offset + total.last
+            attributes[key] = total.attributes
+    return [Observation(value, attributes[key]) for key, value in values.items()]
 
 
-def _get_meter(meter_provider: object) -> Callable[[str], metrics.Meter]:
+#: The meter providers exporters were created on, by ``id()``: a weak
+#: reference to the provider (or, for one that takes none, a function that
+#: returns it, which keeps it alive) and its instruments. ``_GLOBAL`` is the
+#: global provider, whatever it was then: until one is set, the API hands
+#: out proxy meters that forward to the provider set later.
+_PROVIDERS: dict[int, tuple[Callable[[], object], _Instruments]] = {}
+#: No object's id(): the key of the global provider.
+_GLOBAL = 0
+
+
+def _claim(
+    exporter: OpenTelemetryExporter,
+    provider: object,
+    keys: tuple[int, ...],
+    bounds: tuple[float, ...],
+) -> tuple[_Instruments, bool]:
     """
-    Return the ``get_meter`` of *meter_provider*, or of the global provider if ``None``.
+    Make *exporter* the owner of *provider*'s instruments, new ones if it has none.
+
+    Returns the instruments and whether they are new (still to be created).
+    The registry's lock is held only for these few dict operations, which
+    run no user code; a weak reference's callback never takes it.
 
     Raises:
-        TypeError: *meter_provider* is neither ``None`` nor an object with a
-            callable ``get_meter``.
+        ValueError: An open exporter owns them, or they were created for
+            other buckets.
+    """
+    with _sync.REGISTRY_LOCK:
+        found = [
+            entry[1]
+            for key in keys
+            if (entry := _PROVIDERS.get(key)) is not None and entry[0]() is not None
+        ]
+        for instruments in found:
+            if instruments.owner is not None:
+                which = "meter_provider" if keys[-1] != _GLOBAL else "meter_provider (None: global)"
+                msg = (
+                    f"{which} already has a live exporter, {instruments.owner!r}: OpenTelemetry"
+                    " would drop this one's callbacks; close() that one first, or give each"
+                    " collector a MeterProvider of its own"
+                )
+                raise ValueError(msg)
+        new = not found
+        instruments = _Instruments(bounds) if new else found[0]
+        if instruments.bounds != bounds:
+            msg = (
+                f"meter_provider already has nodemetrics' histogram, with buckets"
+                f" {instruments.bounds} (OpenTelemetry keeps them): a collector with buckets"
+                f" {bounds} needs a MeterProvider of its own"
+            )
+            raise ValueError(msg)
+        instruments.owner = exporter
+        for key in keys:
+            _PROVIDERS[key] = _reference(provider, key), instruments
+    return instruments, new
+
+
+def _reference(provider: object, key: int) -> Callable[[], object]:
+    """Return a weak reference to *provider* that forgets *key* when it dies."""
+    try:
+        return weakref.ref(provider, functools.partial(_forget, key))
+    except TypeError:
+        # It takes no weak reference: remembered for good, as the SDK would
+        # remember its instruments.
+        return functools.partial(_itself, provider)
+
+
+def _itself(provider: object) -> object:
+    return provider
+
+
+def _forget(key: int, reference: weakref.ref[Any]) -> None:
+    # Run by the garbage collector, maybe in a thread that holds the
+    # registry's lock: plain dict operations only.
+    entry = _PROVIDERS.get(key)
+    if entry is not None and entry[0] is reference:
+        _PROVIDERS.pop(key, None)
+
+
+def _abandon(instruments: _Instruments, keys: tuple[int, ...]) -> None:
+    """Forget *instruments*, whose creation failed: what was created observes nothing."""
+    instruments.owner = None
+    with _sync.REGISTRY_LOCK:
+        for key in keys:
+            entry = _PROVIDERS.get(key)
+            if entry is not None and entry[1] is instruments:
+                del _PROVIDERS[key]
+
+
+def _create(instruments: _Instruments, get_meter: Callable[[str], object]) -> None:
+    """
+    Create the instruments on the meter ``nodemetrics`` of *get_meter*.
+
+    Raises:
+        TypeError: ``get_meter`` raised, returned no meter, or the meter
+            raised creating an instrument; what was raised is chained.
+    """
+    try:
+        meter = get_meter("nodemetrics")
+    except Exception as exc:
+        msg = f"meter_provider.get_meter('nodemetrics') raised {type_name(exc)}"
+        raise TypeError(msg) from exc
+    create_histogram, create_counter, create_gauge = _creators(meter)
+    name = "nodemetrics.node.duration"
+    try:
+        instruments.record = create_histogram(
+            name,
+            unit="s",
+            description="Durations of a node's executions.",
+            explicit_bucket_boundaries_advisory=[bound / 1000 for bound in instruments.bounds],
+        ).record
+        for (name, observe, unit, description), series in zip(
+            _COUNTERS, instruments.totals, strict=True
+        ):
+            create_counter(
+                name,
+                callbacks=[instruments.counter(series, observe)],
+                unit=unit,
+                description=description,
+            )
+        name = "nodemetrics.node.window.duration"
+        create_gauge(
+            name,
+            callbacks=[instruments.gauge],
+            unit="s",
+            description="Percentiles of a node's durations over its rolling window.",
+        )
+    except Exception as exc:
+        msg = f"meter_provider's meter raised {type_name(exc)} creating {name}"
+        raise TypeError(msg) from exc
+
+
+_CREATORS = ("create_histogram", "create_observable_counter", "create_observable_gauge")
+
+
+def _creators(meter: object) -> list[Callable[..., Any]]:
+    """
+    Return the meter's methods that create the instruments.
+
+    Raises:
+        TypeError: *meter* lacks one of them (``get_meter`` returned no meter).
+    """
+    try:
+        found: list[object] = [getattr(meter, name, None) for name in _CREATORS]
+    except Exception:  # noqa: BLE001 -- a hostile attribute must not replace our error
+        found = []
+    if len(found) != len(_CREATORS) or not all(map(callable, found)):
+        msg = f"meter_provider.get_meter() must return a Meter, got {type_name(meter)}"
+        raise TypeError(msg)
+    return cast("list[Callable[..., Any]]", found)
+
+
+def _meter_provider(meter_provider: object) -> tuple[object, Callable[[str], object]]:
+    """
+    Return *meter_provider* (the global provider if ``None``) and its ``get_meter``.
+
+    Raises:
+        TypeError: *meter_provider* is neither ``None`` nor an instance with
+            a callable ``get_meter``.
     """
     if meter_provider is None:
-        return metrics.get_meter_provider().get_meter
+        provider = metrics.get_meter_provider()
+        return provider, provider.get_meter
     # By real type, as nodemetrics._validate checks: an object's __class__
-    # could lie or raise.
+    # could lie or raise. A class has get_meter too, as a plain function.
+    if issubclass(type(meter_provider), type):
+        name = type.__dict__["__name__"].__get__(meter_provider)
+        msg = f"meter_provider must be a MeterProvider instance, got the class {name}"
+        raise TypeError(msg)
     if issubclass(type(meter_provider), MeterProvider):
-        return cast("MeterProvider", meter_provider).get_meter
+        return meter_provider, cast("MeterProvider", meter_provider).get_meter
     # Any other object with a callable get_meter will do: the API's
     # MeterProvider is an interface, which an implementation need not subclass.
     try:
@@ -360,7 +605,7 @@ def _get_meter(meter_provider: object) -> Callable[[str], metrics.Meter]:
             f" get_meter) or None, got {type_name(meter_provider)}"
         )
         raise TypeError(msg)
-    return cast("Callable[[str], metrics.Meter]", get_meter)
+    return meter_provider, cast("Callable[[str], object]", get_meter)
 
 
 def _executions(node: str, m: NodeMetrics) -> Iterable[tuple[int, dict[str, str]]]:

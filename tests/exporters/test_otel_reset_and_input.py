@@ -152,7 +152,7 @@ class TestCountersAcrossResets:
         assert 5 == point(reader, kind)[0]
         assert 5 == point(reader, kind)[0]
         # More than the node had before its reset: a count higher than the
-        # last observed, which only the node's absence tells from no reset.
+        # last observed, which the node's new serial tells from no reset.
         record(c, kind, 7)
         assert 12 == point(reader, kind)[0]
 
@@ -285,7 +285,7 @@ class TestConcurrentCollections:
                 c.reset_node_metrics("n" if i % 2 else None)
                 c.record_success("n", 1.0)
                 # Collected before "n" counts past its count before the reset
-                # (which no collection could tell from no reset at all).
+                # (which its new serial tells apart anyway).
                 everyone_collected()
         finally:
             stop.set()
@@ -308,10 +308,10 @@ class TestConcurrentCollections:
         nested: list[list] = []
 
         class Collector(NodeMetricsCollector):
-            def get_all_node_metrics(self):  # type: ignore[override]
+            def _read_incarnations(self):  # type: ignore[override]
                 if callbacks and not nested:
                     nested.append(list(callbacks["nodemetrics.node.retries"](None)))
-                return super().get_all_node_metrics()
+                return super()._read_incarnations()
 
         callbacks: dict[str, Callable[..., object]] = {}
         provider = FakeProvider()
