@@ -17,7 +17,7 @@ from ._histogram import DEFAULT_BUCKETS_MS, NodeHistogram, _trusted, check_bucke
 from ._log import log
 from ._metrics import EMPTY, NodeMetrics
 from ._node import CANCEL, INTERRUPT, RESET, RETRY, SUCCESS, _Node
-from ._sync import BUSY, Events, Guard, fire, make_way, take, unheld
+from ._sync import BUSY, Events, Guard, fire, make_way, take, unheld, wait_for
 from ._tracker import Tracker, _new
 from ._validate import (
     CATEGORY_INDEX,
@@ -569,7 +569,7 @@ class NodeMetricsCollector:
         """
         lock = self._guard.lock
         try:
-            lock.acquire()
+            wait_for(lock)
             self._listeners = (*self._listeners, listener)
             self._watching = True
         finally:
@@ -583,7 +583,7 @@ class NodeMetricsCollector:
         """Stop calling *listener*; one that was never added is no error."""
         lock = self._guard.lock
         try:
-            lock.acquire()
+            wait_for(lock)
             self._listeners = tuple(x for x in self._listeners if x is not listener)
             self._watching = self._watch_rate or self._watch_latency or bool(self._listeners)
         finally:
@@ -651,7 +651,7 @@ class NodeMetricsCollector:
         if guard.waiting:
             make_way()
         try:
-            lock.acquire()
+            wait_for(lock)
             events = self._settle() if guard.current is not None or guard.pending else None
             state = self._nodes.get(node)
             if state is None:
@@ -708,7 +708,7 @@ class NodeMetricsCollector:
         if guard.waiting:
             make_way()
         try:
-            lock.acquire()
+            wait_for(lock)
             events = self._settle() if guard.current is not None or guard.pending else None
             # Timed successes take the lock while we read (see _sync).
             guard.hold = True
@@ -754,7 +754,7 @@ class NodeMetricsCollector:
             if guard.waiting:
                 make_way()
             try:
-                lock.acquire()
+                wait_for(lock)
                 events = self._settle() if guard.current is not None or guard.pending else None
                 state = self._nodes.get(node)
                 if state is None:

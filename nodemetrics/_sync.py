@@ -113,9 +113,14 @@ until the next read clears it.
 (so that no collector is created meanwhile) and then every live collector's
 lock, waiting at most a second for each (only a holder in the forking thread
 itself, such as ``fork()`` from a finalizer, could keep one). So the child
-inherits no node caught mid-change; the child replaces every lock with a new
-one, and the parent releases them. The registry is a plain set of weak
-references, copied with ``set.copy()``, which no other thread can interrupt.
+inherits no node caught mid-change; the child makes every lock free again in
+place (``_at_fork_reinit()``), and the parent releases them. In place, not
+replaced, and waited for in slices (:func:`wait_for`): a recording of the
+forking thread may be asleep on that very lock, its signal handler having
+forked, and must get it once the handler returns. The registry is a plain
+set of weak references, copied with ``set.copy()``, which no other thread
+can interrupt. (A thread waiting on the registry lock itself when its
+signal handler forks is not covered: it waits for ever in the child.)
 """
 
 from __future__ import annotations
@@ -167,10 +172,12 @@ class Guard:
     )
 
     def __init__(self) -> None:
-        self.lock: threading.RLock
+        self.lock = threading.RLock()
         #: ``lock._is_owned()``: whether this very thread holds the lock.
-        self.owned: Callable[[], bool]
-        self.renew()
+        #: Private to threading, but there since Python 3.2 (Condition uses
+        #: it) and the one question that tells a re-entrant call from a
+        #: waiting one.
+        self.owned: Callable[[], bool] = self.lock._is_owned  # type: ignore[attr-defined]  # noqa: SLF001
         #: One item for each recording asleep on the lock (see take()), which
         #: reads then let go first (see make_way()).
         self.waiting: deque[None] = deque()
@@ -186,11 +193,18 @@ class Guard:
         register(self)
 
     def renew(self) -> None:
-        """Take a new, free lock (at creation, and in a child after ``fork()``)."""
-        lock = self.lock = threading.RLock()
-        # Private to threading, but there since Python 3.2 (Condition uses it)
-        # and the one question that tells a re-entrant call from a waiting one.
-        self.owned = lock._is_owned  # type: ignore[attr-defined]  # noqa: SLF001
+        """
+        Make the lock free again, in a child after ``fork()``.
+
+        In place, not replaced: a frame of the forking thread may be waiting
+        on that very object (a recording asleep on it, whose signal handler
+        forked) and goes on waiting on it once the handler returns; a new
+        lock would leave it waiting for ever for a holder the child does not
+        have. Recordings that slept on it in the parent's other threads are
+        not in the child either: its reads must not make way for them.
+        """
+        self.lock._at_fork_reinit()  # type: ignore[attr-defined]  # noqa: SLF001
+        self.waiting.clear()
 
     def defer(self, item: tuple[str | None, float, int]) -> None:
         """Queue *item* for the call that holds the lock in this thread."""
@@ -223,9 +237,31 @@ def take(guard: Guard) -> None:
     # returns, so the item is popped exactly when it was appended.
     try:
         waiting.append(None)
-        lock.acquire()
+        wait_for(lock)
     finally:
-        waiting.pop()
+        # Empty only in a forked child whose signal handler forked while this
+        # thread slept here: the child's hook emptied it.
+        if waiting:
+            waiting.pop()
+
+
+#: A thread that waits for a lock asks for it again this often (see wait_for).
+_SLICE_S = 0.1
+
+
+def wait_for(lock: threading.RLock) -> None:
+    """
+    Acquire *lock*, however long another thread holds it, asking again every :data:`_SLICE_S`.
+
+    In slices, not in one ``acquire()``, for a signal handler that forks
+    while this thread waits here: in the child, the lock is made free again
+    (see :meth:`Guard.renew`), but the interrupted ``acquire()``, once the
+    handler returns, goes on waiting on what the lock was before the fork,
+    which no thread of the child will ever release. The next slice asks the
+    lock as it is now. A release still wakes the waiter at once.
+    """
+    while not lock.acquire(timeout=_SLICE_S):
+        pass
 
 
 #: How long a read waits, before it takes the lock, while a recording sleeps
@@ -339,14 +375,15 @@ def _after_fork_in_parent() -> None:
 
 
 def _after_fork_in_child() -> None:
-    global REGISTRY_LOCK  # noqa: PLW0603 -- the child's own, fresh lock
     _HELD_FOR_FORK.clear()
-    REGISTRY_LOCK = threading.RLock()
+    # Each lock is made free again in place, not replaced: a frame of this
+    # thread may be waiting on that very object (a recording asleep on it,
+    # whose signal handler forked), and goes on waiting on it once the
+    # handler returns; a new lock would leave it waiting for a holder that
+    # is not in the child, for ever.
+    REGISTRY_LOCK._at_fork_reinit()  # type: ignore[attr-defined]  # noqa: SLF001
     for guard in live_guards():
         guard.renew()
-        # Recordings that slept on the lock in other threads of the parent,
-        # which the child does not have: its reads must not make way for them.
-        guard.waiting.clear()
 
 
 os.register_at_fork(

@@ -188,8 +188,8 @@ def raising_after_release(collector: NodeMetricsCollector, exc: BaseException) -
     real = guard.lock
 
     class Raising:
-        def acquire(self, *args: object) -> bool:
-            return real.acquire(*args)
+        def acquire(self, *args: Any, **kwargs: Any) -> bool:
+            return real.acquire(*args, **kwargs)
 
         def release(self) -> None:
             real.release()

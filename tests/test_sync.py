@@ -270,17 +270,42 @@ class TestFork:
             done.set()
             t.join()
 
-    def test_child_hook_renews_every_lock(self):
-        """In the child every collector gets a new, free lock."""
+    def test_child_hook_frees_every_lock_in_place(self):
+        """
+        In the child every collector's lock, and the registry lock, is free
+        again, though a thread of the parent held it: the same objects, made
+        free in place, so that a frame waiting on one gets it.
+        """
         c = NodeMetricsCollector()
-        old = c._guard.lock
+        lock = c._guard.lock
         registry = _sync.REGISTRY_LOCK
-        _sync._after_fork_in_child()
-        assert old is not c._guard.lock
-        assert registry is not _sync.REGISTRY_LOCK
-        assert c._guard.owned == c._guard.lock._is_owned
-        c.record_success("n", 1.0)
-        assert 1 == c.get_node_metrics("n").total_executions
+        held = threading.Event()
+        done = threading.Event()
+
+        def hold():
+            lock.acquire()
+            registry.acquire()
+            held.set()
+            done.wait(10)
+            # Not released: the child hook made them free under this thread.
+
+        t = threading.Thread(target=hold)
+        t.start()
+        assert held.wait(5)
+        try:
+            _sync._after_fork_in_child()
+            assert lock is c._guard.lock
+            assert registry is _sync.REGISTRY_LOCK
+            assert c._guard.owned == lock._is_owned
+            assert lock.acquire(False)
+            assert registry.acquire(False)
+            lock.release()
+            registry.release()
+            c.record_success("n", 1.0)
+            assert 1 == c.get_node_metrics("n").total_executions
+        finally:
+            done.set()
+            t.join(5)
 
 
 def test_default_collector_made_once_under_a_race(monkeypatch):

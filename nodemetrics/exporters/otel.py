@@ -73,7 +73,7 @@ from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from nodemetrics import _sync
 from nodemetrics._collector import NodeMetricsCollector
 from nodemetrics._metrics import FAILURE_FIELDS, QUANTILE_FIELDS, NodeMetrics
-from nodemetrics._sync import Guard, unheld
+from nodemetrics._sync import Guard, unheld, wait_for
 from nodemetrics._validate import type_name
 from nodemetrics.exporters._names import label_value
 
@@ -218,7 +218,7 @@ class OpenTelemetryExporter:
         # anyway), at most: wait.
         lock = guard.lock
         try:
-            lock.acquire()
+            wait_for(lock)
             # label_value() only for a name that is not ASCII: the check costs
             # 0.3k instructions (callgrind: 66.8k -> 67.1k over a plain
             # record_success), a call of label_value() would cost more.
@@ -240,7 +240,7 @@ class OpenTelemetryExporter:
             return
         lock = guard.lock
         try:
-            lock.acquire()
+            wait_for(lock)
             self._drain_held()
         finally:
             try:
@@ -288,7 +288,7 @@ class OpenTelemetryExporter:
             return []
         lock = guard.lock
         try:
-            lock.acquire()
+            wait_for(lock)
             instruments.observing = True
             try:
                 # Read under the lock, so that no other collection updates

@@ -160,3 +160,71 @@ class TestFork:
             thread.join(5)
         assert 0 == status
         assert 1 == c.get_node_metrics("n").total_executions  # the parent, untouched
+
+
+# A signal handler forks while this thread's recording sleeps on the lock that
+# another thread holds; in the child the handler returns and the recording's
+# interrupted acquire resumes, on the lock the parent's holder took.
+FORK_FROM_A_HANDLER_OF_A_SLEEPING_RECORDING = textwrap.dedent(
+    """
+    import os, signal, threading, time, warnings
+    warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork() with threads
+    from nodemetrics import NodeMetricsCollector
+
+    c = NodeMetricsCollector()
+    c.record_success("n", 1.0)
+    guard = c._guard
+    forked = []
+    parent_forked = threading.Event()
+    main = threading.get_ident()
+
+    def handler(signum, frame):
+        pid = os.fork()
+        forked.append(pid)
+        if pid:
+            parent_forked.set()
+
+    signal.signal(signal.SIGUSR1, handler)
+
+    def holder():
+        with guard.lock:  # between changes, as a reader holds it
+            deadline = time.monotonic() + 10
+            while not guard.waiting and time.monotonic() < deadline:
+                time.sleep(0.001)  # until the recording sleeps on the lock
+            signal.pthread_kill(main, signal.SIGUSR1)
+            parent_forked.wait(10)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    ok = False
+    try:
+        c.record_success("n", 2.0)
+        m = c.get_node_metrics("n")
+        ok = (m.total_executions, m.last_execution_ms) == (2, 2.0) and not guard.waiting
+    finally:
+        if forked and forked[0] == 0:
+            os._exit(0 if ok else 1)
+    thread.join()
+    pid = forked[0]
+    deadline = time.monotonic() + 10  # a child stuck on the parent's lock fails, not hangs
+    while not (done := os.waitpid(pid, os.WNOHANG))[0] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if not done[0]:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        print("child: hung")
+    else:
+        print(f"child: {os.waitstatus_to_exitcode(done[1])}, parent: {ok}")
+    """
+)
+
+
+def test_fork_from_a_handler_of_a_recording_asleep_on_the_lock(fresh_python):
+    """
+    A signal handler that forks while its thread's recording sleeps on the
+    lock another thread holds: in the child, where that thread does not
+    exist, the recording goes on once the handler returns, and reads see it.
+    """
+    result = fresh_python(FORK_FROM_A_HANDLER_OF_A_SLEEPING_RECORDING, timeout=60)
+    assert 0 == result.returncode, result.stderr
+    assert "child: 0, parent: True" == result.stdout.strip()
