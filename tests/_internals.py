@@ -188,7 +188,7 @@ def raising_after_release(collector: NodeMetricsCollector, exc: BaseException) -
     real = guard.lock
 
     class Raising:
-        def acquire(self, *args: Any, **kwargs: Any) -> bool:
+        def acquire(self, *args: object, **kwargs: float) -> bool:
             return real.acquire(*args, **kwargs)
 
         def release(self) -> None:
