@@ -86,21 +86,32 @@ def _serial_and_snapshot(state: _Node) -> tuple[int, NodeMetrics]:
     return state.serial, state.snapshot()
 
 
-def _read_aside(reading: list[Any], state: _Node, read: Callable[[_Node], _T]) -> _T:
+def _read_aside(guard: Guard, state: _Node, read: Callable[[_Node], _T]) -> _T:
     """
     Read *state* from inside a call of this thread (a signal handler's read).
 
-    The node is in *reading* meanwhile, so that a read nested in this one
-    leaves it alone. Cut short, the read may leave the node half caught up,
-    with nothing to mark it for repair: it is repaired here and then.
+    The node is in ``guard.reading`` meanwhile, so that a read nested in this
+    one leaves it alone. Between changes (``guard.current`` None), it is
+    also marked as the node being changed, as a read of the lock's holder
+    marks it: a recording nested in this read (a second handler's) then
+    waits in the queue, where it would otherwise go ahead and change the
+    window this read is catching up. Cut short, the read may leave the node
+    half caught up, with nothing to mark it for repair: it is repaired here
+    and then.
     """
+    reading = guard.reading
+    mark = guard.current is None
     try:
         reading.append(state)
+        if mark:
+            guard.current = state
         return read(state)
     except BaseException:
         state.repair()
         raise
     finally:
+        if mark and guard.current is state:
+            guard.current = None
         if reading and reading[-1] is state:
             reading.pop()
 
@@ -801,7 +812,7 @@ class NodeMetricsCollector:
                 return cached
             bounds = self.buckets
             return EMPTY, _trusted(bounds, (0,) * (len(bounds) + 1), 0, 0.0)
-        return _read_aside(guard.reading, state, _snapshot_and_histogram)
+        return _read_aside(guard, state, _snapshot_and_histogram)
 
     def _read_interrupted(self, state: _Node) -> NodeMetrics:
         # This thread holds the lock in a call that a signal handler or
@@ -810,7 +821,7 @@ class NodeMetricsCollector:
         guard = self._guard
         if state is guard.current or state in guard.reading:
             return state.published or EMPTY
-        return _read_aside(guard.reading, state, _Node.snapshot)
+        return _read_aside(guard, state, _Node.snapshot)
 
     def reset_node_metrics(self, node: str | None = None) -> None:
         """

@@ -35,9 +35,10 @@ said the thread holds no such hold.)
 
 Nothing inside runs user code: classifiers run before it is
 taken, and threshold callbacks and log messages are collected under it and
-run after it is released (:func:`fire`). So a holder always lets go within
-microseconds, and a thread that finds the lock taken by another thread
-simply waits for it.
+run after it is released (:func:`fire`). So a holder lets go within
+microseconds, but for a read that sorts a big window afresh (0.3 s at
+``window_size`` 1,000,000), and a thread that finds the lock taken by
+another thread simply waits for it.
 
 **A thread that must wait does not queue on the lock.** The recordings
 (``record_success()``, and every other recording and a batch's fold) try

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import signal
+import statistics
 import sys
 import weakref
 
@@ -11,7 +12,7 @@ from typing import ClassVar
 
 import pytest
 
-from _internals import batch_of, lock_held
+from _internals import batch_of, holding_lock_between_changes, lock_held, window_of
 
 from nodemetrics import NodeMetricsCollector
 
@@ -175,3 +176,50 @@ def test_timing_from_a_signal_handler():
     assert sum(mid_fold) >= 20, f"only {sum(mid_fold)} of {len(handled)} signals came mid-fold"
     assert any(handled), "no signal arrived while the batch held successes"
     assert 1 + n + len(handled) == c.get_node_metrics("main").success_count
+
+
+def test_recording_nested_in_a_read_from_inside_the_collector(monkeypatch):
+    """
+    A read made from inside a call of its own thread (a GC callback's, while
+    a recording holds the lock between changes) is catching up a node when a
+    second handler records into that node: the recording waits in the queue
+    instead of changing the window under the read, and every count and
+    percentile is right, then and after.
+    """
+    window = 1_000
+    c = NodeMetricsCollector(window_size=window)
+    for _ in range(window):
+        c.record_success("b", 1.0)  # never read: the read sorts it afresh
+    window_type = type(window_of(c, "b"))
+    catch_up = window_type._catch_up
+    nested = 200
+
+    def catch_up_interrupted(self):
+        # The second handler lands while the read sorts.
+        for _ in range(nested):
+            c.record_success("b", 1000.0)
+        catch_up(self)
+
+    monkeypatch.setattr(window_type, "_catch_up", catch_up_interrupted)
+    with holding_lock_between_changes(c):
+        inside = c.get_node_metrics("b")
+    monkeypatch.setattr(window_type, "_catch_up", catch_up)
+    # Read as it was: the nested recordings are queued, not in it.
+    assert (window, 1.0) == (inside.total_executions, inside.p99)
+    samples = [1.0] * (window - nested) + [1000.0] * nested
+    assert percentiles(samples) == percentiles_of(c.get_node_metrics("b"))
+    assert window + nested == c.get_node_metrics("b").total_executions
+    # And the window stays right as it turns.
+    for _ in range(10):
+        c.record_success("b", 1000.0)
+    samples = samples[10:] + [1000.0] * 10
+    assert percentiles(samples) == percentiles_of(c.get_node_metrics("b"))
+
+
+def percentiles(samples: list[float]) -> list[float]:
+    q = statistics.quantiles(samples, n=100, method="inclusive")
+    return [pytest.approx(q[49]), pytest.approx(q[89]), pytest.approx(q[98])]
+
+
+def percentiles_of(m) -> list[float]:
+    return [m.p50, m.p90, m.p99]
