@@ -11,10 +11,13 @@ Needs the ``langgraph`` extra: ``pip install 'nodemetrics[langgraph]'``.
     app.invoke({"question": "..."})  # every node run is recorded
 
 LangGraph runs each node as a task whose LangChain callbacks carry the
-node's checkpoint namespace; :class:`NodeMetricsCallbackHandler` listens to
-those callbacks alone, so the graph's own run, its edges and branches, and
-runnables called inside a node (an LLM, a ``RunnableLambda``) are not nodes.
-A node of a subgraph is named by its path, ``"sub/inner"``.
+node's name and checkpoint namespace; :class:`NodeMetricsCallbackHandler`
+listens to those callbacks alone, so the graph's own run, its edges and
+branches, and runnables called inside a node (an LLM, a ``RunnableLambda``)
+are not nodes. A node is named exactly as its graph names it (``:`` and
+``|`` included, which a low-level ``Pregel`` allows), and a node of a
+subgraph by its path, ``"sub/inner"``, however many times the node above it
+called the subgraph.
 
 What is recorded for one run of a node:
 
@@ -22,6 +25,16 @@ What is recorded for one run of a node:
 - an :class:`Exception`: a failure, classified as usual; if LangGraph's
   ``RetryPolicy`` then runs the same task again, that attempt is an
   execution of its own and records one retry;
+- a node timeout (``add_node(..., timeout=...)``): LangGraph cancels the run
+  and raises ``NodeTimeoutError`` in the task that awaits it, so the run
+  itself ends by :class:`asyncio.CancelledError`. It is a failure classified
+  as ``timeout``, timed from the start of the run to its cancellation, once
+  the handler knows it timed out: when the same task runs again in the same
+  graph run (which only a ``RetryPolicy`` after a timeout does; that attempt
+  records one retry), or when the graph run that started it fails with a
+  ``NodeTimeoutError`` of a node of that name. Every task of that node
+  cancelled in that graph run counts as timed out: the error names the node,
+  not the task;
 - ``GraphInterrupt`` (the node called ``interrupt()``): an interruption,
   neither a success nor a failure; the run that resumes it is an ordinary
   execution;
@@ -29,21 +42,27 @@ What is recorded for one run of a node:
   ``Command(graph=Command.PARENT, ...)``): a success;
 - any other :class:`BaseException` (:class:`asyncio.CancelledError` when
   LangGraph cancels a sibling of a failed task, or when the caller stops an
-  ``astream`` early): a cancellation;
-- a run that is still open when the graph run that started it ends (nothing
-  in LangGraph 1.x does this, but a handler must not leak): a cancellation.
+  ``astream`` early): a cancellation, recorded, for a
+  :class:`asyncio.CancelledError`, when its graph run ends;
+- a run that is still open when the graph run that started it ends
+  (LangGraph does not wait for a run it cancelled at a timeout, or when its
+  caller was cancelled): a cancellation, or a timeout failure as above,
+  timed to the end of the graph run.
 
 Concurrency: the handler keeps, per open node run, one small tuple, and per
-open graph run the set of its open node runs and of its tasks that failed.
-Each is touched by single ``dict``/``set`` operations, which the GIL makes
-atomic, so one handler may serve any number of threads and asyncio tasks at
-once; everything is freed when the run ends, whichever way it ends.
+open graph run its open node runs and the tasks whose last run failed or
+was cancelled. Each is touched by single ``dict``/``set`` operations, which
+the GIL makes atomic, so one handler may serve any number of threads and
+asyncio tasks at once; everything is freed when the run ends, whichever way
+it ends.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 
+from collections.abc import Iterable
 from time import perf_counter_ns
 from typing import Any, TypeVar, cast
 from uuid import UUID
@@ -51,9 +70,11 @@ from uuid import UUID
 from langchain_core.callbacks import BaseCallbackHandler, BaseCallbackManager, Callbacks
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import var_child_runnable_config
+from langgraph import errors as langgraph_errors
 from langgraph.pregel import Pregel
 from typing_extensions import override  # langchain-core's dependency; typing has it from 3.12
 
+from nodemetrics._classify import ErrorCategory
 from nodemetrics._collector import NodeMetricsCollector, get_default_collector
 from nodemetrics._control import INTERRUPTION, control_flow_kind
 from nodemetrics._log import log
@@ -66,31 +87,68 @@ __all__ = ["NodeMetricsCallbackHandler", "instrument"]
 GraphT = TypeVar("GraphT", bound=Pregel)  # type: ignore[type-arg]
 
 # LangGraph gives each task's callback manager this tag (never inherited by
-# what runs inside the task), and each task's metadata its checkpoint
-# namespace: "node:<task id>", "sub:<task id>|inner:<task id>" in a subgraph.
+# what runs inside the task), and each task's metadata its node's name and
+# its checkpoint namespace: "node:<task id>", "sub:<task id>|inner:<task id>"
+# in a subgraph, "node:<task id>|1|inner:<task id>" for the second subgraph
+# call made by one run of "node".
 _TASK_TAG = "graph:step:"
 _NS_KEY = "langgraph_checkpoint_ns"
-# The graph's input step runs as a task of this name when START has a branch.
 _NODE_KEY = "langgraph_node"
+# The graph's input step runs as a task of this name when START has a branch.
 _START = "__start__"
 _NS_SEP = "|"
 _NS_END = ":"
+# LangGraph 1.0 has no node timeouts, nor this error.
+_NODE_TIMEOUT: type[BaseException] | None = getattr(langgraph_errors, "NodeTimeoutError", None)
+_TIMEOUT = ErrorCategory.TIMEOUT
 
 
 class _GraphRun:
     """What the handler knows of one open parent run: its open node runs, its failed tasks."""
 
-    __slots__ = ("failed", "open")
+    __slots__ = ("failed", "open", "superseded")
 
     def __init__(self) -> None:
-        self.open: set[int] = set()
-        self.failed: set[str] = set()
+        # Run id of each task's open run, by namespace.
+        self.open: dict[str, int] = {}
+        # Tasks whose last run failed (None) or was cancelled ((node, name,
+        # ms), until it is known whether by a timeout), by namespace.
+        self.failed: dict[str, tuple[str, str, float] | None] = {}
+        # Open runs that a later run of their task replaced: timed out.
+        self.superseded: set[int] = set()
 
 
-def _node_name(namespace: str) -> str:
-    if _NS_SEP not in namespace:
-        return namespace.partition(_NS_END)[0]
-    return "/".join(level.partition(_NS_END)[0] for level in namespace.split(_NS_SEP))
+def _level_name(level: str) -> str:
+    # "name:<task id>"; a task id has no ":", a name may (in a Pregel graph).
+    name, sep, _ = level.rpartition(_NS_END)
+    return name if sep else level
+
+
+def _node_path(namespace: str, node: str) -> str:
+    # The names above *node*, from its namespace: its levels but the last,
+    # *node*'s own (unless *node* is not from LangGraph's metadata). A
+    # numeric level is a call counter, not a node: LangGraph's
+    # recast_checkpoint_ns() skips it too.
+    if _NS_SEP not in node:
+        parents = namespace.rpartition(_NS_SEP)[0]
+    else:
+        # A Pregel node's name may have a "|": its level is what ends with it.
+        cut = namespace.rfind(_NS_END) - len(node) - 1
+        if cut == -1 and namespace.startswith(node):
+            return node
+        if cut >= 0 and namespace[cut] == _NS_SEP and namespace.startswith(node, cut + 1):
+            parents = namespace[:cut]
+        else:
+            parents = namespace.rpartition(_NS_SEP)[0]
+    if _NS_SEP not in parents:
+        # One subgraph above, the usual case, spelt out for speed (this
+        # function: 470 -> 254 ns a call).
+        return f"{parents.rpartition(_NS_END)[0]}/{node}"
+    names = [
+        level.rpartition(_NS_END)[0] for level in parents.split(_NS_SEP) if not level.isdigit()
+    ]
+    names.append(node)
+    return "/".join(names)
 
 
 def _check_collector(collector: object) -> NodeMetricsCollector:
@@ -143,8 +201,9 @@ class NodeMetricsCallbackHandler(BaseCallbackHandler):
 
     def __init__(self, collector: NodeMetricsCollector | None = None) -> None:
         self.collector = _check_collector(collector)
-        # Open node runs by run id: (node, start in ns, checkpoint namespace, parent).
-        self._runs: dict[int, tuple[str, int, str, _GraphRun]] = {}
+        # Open node runs by run id: (node, its own name, start in ns,
+        # checkpoint namespace or None once timed out, parent).
+        self._runs: dict[int, tuple[str, str, int, str | None, _GraphRun]] = {}
         # Open parent runs (those that started a node run) by run id.
         self._graphs: dict[int, _GraphRun] = {}
 
@@ -163,7 +222,7 @@ class NodeMetricsCallbackHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        """Open a node run, if this chain is one; count a retry if its task failed before."""
+        """Open a node run, if this chain is one; count a retry if its task ran before."""
         start = perf_counter_ns()
         if not tags or parent_run_id is None or metadata is None:
             return
@@ -176,20 +235,44 @@ class NodeMetricsCallbackHandler(BaseCallbackHandler):
             namespace = metadata.get(_NS_KEY)
             if type(namespace) is not str or not namespace:
                 return
-            if metadata.get(_NODE_KEY) == _START:
+            name = metadata.get(_NODE_KEY)
+            if type(name) is not str or not name:
+                name = _level_name(namespace.rpartition(_NS_SEP)[2])
+            elif name == _START:
                 return
-            node = _node_name(namespace)
+            node = name if _NS_SEP not in namespace else _node_path(namespace, name)
             parent_key = parent_run_id.int
             graph = self._graphs.get(parent_key)
             if graph is None:
                 graph = self._graphs.setdefault(parent_key, _GraphRun())
             key = run_id.int
-            graph.open.add(key)
-            self._runs[key] = (node, start, namespace, graph)
-            if graph.failed and namespace in graph.failed:
-                self.collector.record_retry(node)
+            self._runs[key] = (node, name, start, namespace, graph)
+            previous = graph.open.setdefault(namespace, key)
+            if previous != key or graph.failed:
+                self._check_retry(key, previous, node, namespace, graph)
         except Exception:  # noqa: BLE001 -- metering must never break the graph
             _log_failure("on_chain_start")
+
+    def _check_retry(
+        self, key: int, previous: int, node: str, namespace: str, graph: _GraphRun
+    ) -> None:
+        if previous != key:
+            # Its task runs again before its last run ended: LangGraph
+            # stopped waiting for that one at a timeout, and retries.
+            run = self._runs.get(previous)
+            if run is not None:
+                # No namespace: whatever ends it, that run timed out.
+                self._runs[previous] = (run[0], run[1], run[2], None, graph)
+                graph.superseded.add(previous)
+            graph.open[namespace] = key
+        elif namespace in graph.failed:
+            cancelled = graph.failed.pop(namespace, None)
+            if cancelled is not None:
+                # Run again after a cancellation: LangGraph retries a timeout.
+                self.collector.record_failure(cancelled[0], cancelled[2], category=_TIMEOUT)
+        else:
+            return
+        self.collector.record_retry(node)
 
     @override
     def on_chain_end(
@@ -206,13 +289,17 @@ class NodeMetricsCallbackHandler(BaseCallbackHandler):
             key = run_id.int
             run = self._runs.pop(key, None)
             if run is not None:
-                node, start, _, graph = run
-                graph.open.discard(key)
-                # The timed path of track() and @metered: a success batched
-                # without the lock once the node exists (2% of invoke).
-                record_timed(self.collector, node, (end - start) / 1e6)
+                node, _, start, namespace, graph = run
+                if namespace is not None:
+                    graph.open.pop(namespace, None)
+                    # The timed path of track() and @metered: a success batched
+                    # without the lock once the node exists (2% of invoke).
+                    record_timed(self.collector, node, (end - start) / 1e6)
+                else:
+                    graph.superseded.discard(key)
+                    self.collector.record_failure(node, (end - start) / 1e6, category=_TIMEOUT)
             if key in self._graphs:
-                self._close(key)
+                self._close(key, None)
         except Exception:  # noqa: BLE001 -- metering must never break the graph
             _log_failure("on_chain_end")
 
@@ -231,39 +318,70 @@ class NodeMetricsCallbackHandler(BaseCallbackHandler):
             key = run_id.int
             run = self._runs.pop(key, None)
             if run is not None:
-                node, start, namespace, graph = run
-                graph.open.discard(key)
-                self._record_error(node, (end - start) / 1e6, namespace, graph, error)
+                self._record_error(key, run, (end - run[2]) / 1e6, error)
             if key in self._graphs:
-                self._close(key)
+                self._close(key, error)
         except Exception:  # noqa: BLE001 -- metering must never break the graph
             _log_failure("on_chain_error")
 
     def _record_error(
-        self, node: str, ms: float, namespace: str, graph: _GraphRun, error: BaseException
+        self,
+        key: int,
+        run: tuple[str, str, int, str | None, _GraphRun],
+        ms: float,
+        error: BaseException,
     ) -> None:
+        node, name, _, namespace, graph = run
         collector = self.collector
+        if namespace is None:
+            graph.superseded.discard(key)
+            collector.record_failure(node, ms, category=_TIMEOUT)
+            return
+        graph.open.pop(namespace, None)
         if not isinstance(error, Exception):
-            collector.record_cancellation(node)
+            if issubclass(type(error), asyncio.CancelledError):
+                # A timeout or not: the task's next run, or the end of its
+                # graph run, tells.
+                graph.failed[namespace] = (node, name, ms)
+            else:
+                collector.record_cancellation(node)
             return
         kind = control_flow_kind(error)
         if kind is None:
-            graph.failed.add(namespace)
+            graph.failed[namespace] = None
             collector.record_failure(node, ms, error)
         elif kind is INTERRUPTION:
             collector.record_interruption(node)
         else:
             collector.record_success(node, ms)
 
-    def _close(self, key: int) -> None:
+    def _close(self, key: int, error: BaseException | None) -> None:
         graph = self._graphs.pop(key, None)
-        if graph is None or not graph.open:
+        if graph is None or not (graph.open or graph.failed or graph.superseded):
             return
-        # A node run its graph stopped waiting for: abandoned, so cancelled.
-        for orphan in list(graph.open):
+        end = perf_counter_ns()
+        # (node, name, ms, timed out for sure) of each run that ended by a
+        # cancellation, or that its graph run stopped waiting for. All are
+        # taken before any is recorded, so that a collector that raises
+        # leaves none behind.
+        ended = [
+            (cancelled[0], cancelled[1], cancelled[2], False)
+            for cancelled in [graph.failed.pop(namespace, None) for namespace in list(graph.failed)]
+            if cancelled is not None
+        ]
+        for orphan in [*graph.open.values(), *graph.superseded]:
             run = self._runs.pop(orphan, None)
             if run is not None:
-                self.collector.record_cancellation(run[0])
+                ended.append((run[0], run[1], (end - run[2]) / 1e6, run[3] is None))
+        timed_out = None
+        if _NODE_TIMEOUT is not None and issubclass(type(error), _NODE_TIMEOUT):
+            timed_out = getattr(error, "node", None)
+        collector = self.collector
+        for node, name, ms, superseded in ended:
+            if superseded or name == timed_out:
+                collector.record_failure(node, ms, category=_TIMEOUT)
+            else:
+                collector.record_cancellation(node)
 
 
 def _log_failure(callback: str) -> None:
@@ -275,10 +393,23 @@ def _log_failure(callback: str) -> None:
     )
 
 
-def _with_handler(config: RunnableConfig | None, handler: BaseCallbackHandler) -> RunnableConfig:
+def _records_into(handlers: Iterable[object], collector: NodeMetricsCollector) -> bool:
+    return any(
+        issubclass(type(h), NodeMetricsCallbackHandler)
+        and cast("NodeMetricsCallbackHandler", h).collector is collector
+        for h in handlers
+    )
+
+
+def _with_handler(
+    config: RunnableConfig | None, handler: NodeMetricsCallbackHandler
+) -> RunnableConfig:
     # The handler joins the callbacks this run would have had anyway: the
     # call's own, else those inherited from an enclosing run (so that a graph
-    # invoked inside a node stays that node's child in every tracer).
+    # invoked inside a node stays that node's child in every tracer). Not if
+    # they hold a handler of the same collector already (an enclosing
+    # instrumented graph's, or this one's instrumented again), which meters
+    # every node of this run: a second would count each twice.
     callbacks = config.get("callbacks") if config else None
     if callbacks is None:
         inherited = var_child_runnable_config.get()
@@ -286,12 +417,12 @@ def _with_handler(config: RunnableConfig | None, handler: BaseCallbackHandler) -
     if callbacks is None:
         merged: Callbacks = [handler]
     elif isinstance(callbacks, BaseCallbackManager):
-        if handler in callbacks.inheritable_handlers:
+        if _records_into(callbacks.inheritable_handlers, handler.collector):
             return config or {}
         manager = callbacks.copy()
         manager.add_handler(handler, inherit=True)
         merged = manager
-    elif handler in callbacks:
+    elif _records_into(callbacks, handler.collector):
         return config or {}
     else:
         merged = [*callbacks, handler]
@@ -311,8 +442,12 @@ def instrument(graph: GraphT, collector: NodeMetricsCollector | None = None) -> 
     all run through ``stream`` or ``astream``, which the copy's class, a
     subclass of *graph*'s, extends). It shares *graph*'s nodes, config and
     checkpointer, stays instrumented through ``with_config``, and *graph*
-    itself is left untouched. Instrumenting an instrumented graph adds a
-    second handler.
+    itself is left untouched. No handler is added to a run whose callbacks
+    already hold one recording into the same collector (one passed by the
+    call, or inherited from an enclosing instrumented graph that runs this
+    one as a subgraph or inside a node), so each node run is recorded once
+    per collector; instrumenting an instrumented graph again for the same
+    collector changes nothing, for another collector adds its handler.
 
     Args:
         graph: A compiled graph (``StateGraph(...).compile()``, or any
