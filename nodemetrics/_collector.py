@@ -580,7 +580,8 @@ class NodeMetricsCollector:
         """
         lock = self._guard.lock
         try:
-            wait_for(lock)
+            if not lock.acquire(False):
+                wait_for(lock)
             self._listeners = (*self._listeners, listener)
             self._watching = True
         finally:
@@ -594,7 +595,8 @@ class NodeMetricsCollector:
         """Stop calling *listener*; one that was never added is no error."""
         lock = self._guard.lock
         try:
-            wait_for(lock)
+            if not lock.acquire(False):
+                wait_for(lock)
             self._listeners = tuple(x for x in self._listeners if x is not listener)
             self._watching = self._watch_rate or self._watch_latency or bool(self._listeners)
         finally:
@@ -662,7 +664,8 @@ class NodeMetricsCollector:
         if guard.waiting:
             make_way()
         try:
-            wait_for(lock)
+            if not lock.acquire(False):
+                wait_for(lock)
             events = self._settle() if guard.current is not None or guard.pending else None
             state = self._nodes.get(node)
             if state is None:
@@ -719,7 +722,8 @@ class NodeMetricsCollector:
         if guard.waiting:
             make_way()
         try:
-            wait_for(lock)
+            if not lock.acquire(False):
+                wait_for(lock)
             events = self._settle() if guard.current is not None or guard.pending else None
             # Timed successes take the lock while we read (see _sync).
             guard.hold = True
@@ -765,7 +769,8 @@ class NodeMetricsCollector:
             if guard.waiting:
                 make_way()
             try:
-                wait_for(lock)
+                if not lock.acquire(False):
+                    wait_for(lock)
                 events = self._settle() if guard.current is not None or guard.pending else None
                 state = self._nodes.get(node)
                 if state is None:

@@ -252,7 +252,11 @@ _SLICE_S = 0.1
 
 def wait_for(lock: threading.RLock) -> None:
     """
-    Acquire *lock*, however long another thread holds it, asking again every :data:`_SLICE_S`.
+    Acquire *lock*, which another thread holds, however long, asking again every :data:`_SLICE_S`.
+
+    Called once ``lock.acquire(False)`` failed: a timed ``acquire()`` costs
+    about 0.2 µs more than an untimed one (it reads the clock), which a read
+    of an unchanged node would pay every time.
 
     In slices, not in one ``acquire()``, for a signal handler that forks
     while this thread waits here: in the child, the lock is made free again
