@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import math
 
@@ -77,13 +78,13 @@ def _latency_threshold_ms(value: object) -> float | None:
 _T = TypeVar("_T")
 
 
+#: Numbers the collectors, for the serials of their nodes (_read_incarnations).
+_COLLECTORS = itertools.count()
+
+
 def _snapshot_and_histogram(state: _Node) -> tuple[NodeMetrics, NodeHistogram]:
     snapshot = state.snapshot()
     return snapshot, state.histogram(snapshot)
-
-
-def _serial_and_snapshot(state: _Node) -> tuple[int, NodeMetrics]:
-    return state.serial, state.snapshot()
 
 
 def _read_aside(guard: Guard, state: _Node, read: Callable[[_Node], _T]) -> _T:
@@ -193,6 +194,10 @@ class NodeMetricsCollector:
     _watching: bool = attrs.field(init=False, default=False)
     _listeners: tuple[Listener, ...] = attrs.field(init=False, default=())
     _overflow_warned: bool = attrs.field(init=False, default=False)
+    # Resets made so far: a node made after one is a new incarnation (_Node.serial).
+    _resets: int = attrs.field(init=False, default=0)
+    # Added to a node's serial to make it unique across collectors.
+    _serials: int = attrs.field(init=False, factory=lambda: next(_COLLECTORS) << 32)
 
     def __attrs_post_init__(self) -> None:
         # A threshold without its callback would be work with no result.
@@ -496,6 +501,9 @@ class NodeMetricsCollector:
     def _apply(self, node: str | None, value: float, kind: int) -> Events | None:
         nodes = self._nodes
         if kind == RESET:
+            # Counted first: cut short after it, a reset removes nothing and
+            # a later node only gets a higher serial than it needed.
+            self._resets += 1
             if node is None:
                 nodes.clear()
             else:
@@ -532,12 +540,14 @@ class NodeMetricsCollector:
         nodes = self._nodes
         limit = self.max_nodes
         if limit is None or len(nodes) < limit + (OVERFLOW_NODE in nodes):
-            state = nodes[node] = _Node(self.window_size, self._watch_rate, self.buckets)
+            state = nodes[node] = _Node(
+                self.window_size, self._watch_rate, self.buckets, self._resets
+            )
             return node, state, None
         overflow = nodes.get(OVERFLOW_NODE)
         if overflow is None:
             overflow = nodes[OVERFLOW_NODE] = _Node(
-                self.window_size, self._watch_rate, self.buckets
+                self.window_size, self._watch_rate, self.buckets, self._resets
             )
         if self._overflow_warned:
             return OVERFLOW_NODE, overflow, None
@@ -700,11 +710,18 @@ class NodeMetricsCollector:
 
         For the OpenTelemetry exporter: a node whose serial changed between
         two reads was reset in between (a reset drops the node, and a later
-        recording makes a new one), whatever its counts say. Read as
+        recording makes a new one), whatever its counts say. Serials are
+        unique in the process, across collectors (an exporter may report
+        another collector after its predecessor closed), for a collector's
+        first 2**32 resets. Read as
         :meth:`get_all_node_metrics` reads, from a signal handler too.
         """
+        base = self._serials
         read = self._read_interrupted
-        return self._read_each(_serial_and_snapshot, lambda state: (state.serial, read(state)))
+        return self._read_each(
+            lambda state: (base + state.serial, state.snapshot()),
+            lambda state: (base + state.serial, read(state)),
+        )
 
     def _read_each(
         self, read: Callable[[_Node], _T], interrupted: Callable[[_Node], _T]

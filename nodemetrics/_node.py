@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-
 from bisect import bisect_left, bisect_right
 
 from ._histogram import NodeHistogram, _trusted
@@ -29,10 +27,6 @@ RESET = 9
 # free: how many wait is the execution count minus the histogram's. Reading a
 # histogram buckets them too.
 _NO_FAILURES = (0, 0, 0, 0)
-
-#: Numbers each node's incarnation: a node reset and recorded again is a new
-#: ``_Node`` with a new serial (``next()`` on it is atomic under the GIL).
-_SERIALS = itertools.count()
 
 
 class _Node:
@@ -66,7 +60,9 @@ class _Node:
         "window",
     )
 
-    def __init__(self, window_size: int, count_failures: bool, bounds: tuple[float, ...]) -> None:
+    def __init__(
+        self, window_size: int, count_failures: bool, bounds: tuple[float, ...], serial: int = 0
+    ) -> None:
         self.success = 0
         # Failures by category (a list from the first failure on); the
         # failure count is their sum, so the two can never disagree.
@@ -96,9 +92,11 @@ class _Node:
         # The window holds one sample per execution counted, added in the
         # same order: this many fewer, after a repair that had to make one up.
         self.skew = 0
-        # Unique in the process: tells an exporter that the node it last saw
-        # under this name was reset since, whatever the counts.
-        self.serial = next(_SERIALS)
+        # How many resets its collector had made when it was made: higher for
+        # a node made again after a reset (which removes it), so it tells an
+        # exporter that the node it last saw under this name was reset since,
+        # whatever the counts. Nodes made between two resets share the int.
+        self.serial = serial
 
     def add(self, value: float, kind: int) -> None:
         """Count one execution: a success (*kind* -1) or a failure of category *kind*."""
