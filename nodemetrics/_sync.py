@@ -382,10 +382,11 @@ def _after_fork_in_parent() -> None:
 def _after_fork_in_child() -> None:
     _HELD_FOR_FORK.clear()
     # Each lock is made free again in place, not replaced: a frame of this
-    # thread may be waiting on that very object (a recording asleep on it,
-    # whose signal handler forked), and goes on waiting on it once the
-    # handler returns; a new lock would leave it waiting for a holder that
-    # is not in the child, for ever.
+    # thread may be waiting for that very object (a recording asleep on it,
+    # whose signal handler forked). Once the handler returns, its current
+    # acquire() goes on waiting on what the lock was before the fork, but
+    # its next slice (wait_for) asks the object, free now; a new lock would
+    # leave it asking the old one, which no thread of the child releases.
     REGISTRY_LOCK._at_fork_reinit()  # type: ignore[attr-defined]  # noqa: SLF001
     for guard in live_guards():
         guard.renew()
