@@ -193,7 +193,7 @@ class Guard:
         self.reading: list[Any] = []
         register(self)
 
-    def renew(self) -> None:
+    def free_after_fork(self) -> None:
         """
         Make the lock free again, in a child after ``fork()``.
 
@@ -260,7 +260,7 @@ def wait_for(lock: threading.RLock) -> None:
 
     In slices, not in one ``acquire()``, for a signal handler that forks
     while this thread waits here: in the child, the lock is made free again
-    (see :meth:`Guard.renew`), but the interrupted ``acquire()``, once the
+    (see :meth:`Guard.free_after_fork`), but the interrupted ``acquire()``, once the
     handler returns, goes on waiting on what the lock was before the fork,
     which no thread of the child will ever release. The next slice asks the
     lock as it is now. A release still wakes the waiter at once.
@@ -389,7 +389,7 @@ def _after_fork_in_child() -> None:
     # leave it asking the old one, which no thread of the child releases.
     REGISTRY_LOCK._at_fork_reinit()  # type: ignore[attr-defined]  # noqa: SLF001
     for guard in live_guards():
-        guard.renew()
+        guard.free_after_fork()
 
 
 os.register_at_fork(

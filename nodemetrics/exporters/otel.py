@@ -21,7 +21,7 @@ made by the thread that holds it already is queued for the holder, which
 records the queue before it leaves. The lock follows the collector's
 protocol (``nodemetrics._sync``): taken in a ``try`` whose ``finally``
 releases it, written out, so that no exception can leave it held, and
-renewed in a forked child. The fork hook
+made free again in a forked child. The fork hook
 takes it before ``os.fork()`` as it takes a collector's (waiting a second at
 most), so no other thread is inside this exporter's ``record()``, holding
 the SDK's locks, when the process forks. Each collection records what is
@@ -162,7 +162,7 @@ class OpenTelemetryExporter:
         instruments, new = _claim(self, provider, keys, collector.buckets)
         self._instruments = instruments
         # The provider's lock, with the collector's protocol (see
-        # nodemetrics._sync): released by a written-out `finally`, renewed in
+        # nodemetrics._sync): released by a written-out `finally`, made free again in
         # a forked child.
         self._guard = instruments.guard
         if new:

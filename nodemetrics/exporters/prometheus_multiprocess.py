@@ -147,7 +147,7 @@ class MultiProcessSync:
         # Its lock is held while this sync is inside prometheus_client, one
         # node at a time. A Guard, so that the collectors' fork hook
         # (nodemetrics._sync) takes it before a fork, as it takes theirs, and
-        # renews it in the child: no fork copies a prometheus_client lock held.
+        # makes it free again in the child: no fork copies a prometheus_client lock held.
         self._client = Guard()
         # By node: what was mirrored (counts, then the sum in ms), and the
         # increment of each mirrored series in the same order.
@@ -477,7 +477,7 @@ def _unregister_all(registry: CollectorRegistry, added: list[tuple[str, Any]]) -
 # lock and copied with set.copy(), which no other thread can interrupt
 # (iterating a WeakSet while another thread adds to it could raise). The
 # locks a fork must not copy held are the Guards' (see MultiProcessSync),
-# which nodemetrics._sync's own hooks take and renew.
+# which nodemetrics._sync's own hooks take and make free again.
 _LIVE: set[weakref.ref[MultiProcessSync]] = set()
 
 
@@ -487,7 +487,7 @@ def _live_syncs() -> list[MultiProcessSync]:
 
 def _after_fork_in_child() -> None:
     # After nodemetrics._sync's hook (registered first, so run first in the
-    # child), which renewed every Guard and the registry lock.
+    # child), which made every Guard's lock and the registry lock free again.
     for sync in _live_syncs():
         sync._after_fork_in_child()  # noqa: SLF001
 
