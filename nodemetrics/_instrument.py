@@ -14,7 +14,7 @@ from typing import Any, ParamSpec, TypeVar, cast, overload
 from ._collector import NodeMetricsCollector, get_default_collector
 from ._log import log_record_failed
 from ._tracker import record_raised, record_timed
-from ._validate import check_node
+from ._validate import check_node, type_name
 
 
 P = ParamSpec("P")
@@ -23,6 +23,12 @@ T = TypeVar("T")
 
 def _record_failure(collector: NodeMetricsCollector, node: str, start: int, exc: Exception) -> None:
     # Also where LangGraph's control flow ends up: it is raised, but no failure.
+    #
+    # Near the recursion limit a recording can fail for want of frames, and
+    # so can the log call below, or the call into this function: the callers
+    # make each inside a try that drops what it raises, so that the node's
+    # own result or exception still goes through, and only its recording is
+    # lost.
     try:
         record_raised(collector, node, (perf_counter_ns() - start) / 1e6, exc)
     except Exception:  # noqa: BLE001 -- recording must never break the node
@@ -46,15 +52,24 @@ async def _metered_await(
     try:
         result = await coro
     except Exception as exc:
-        _record_failure(collector, node, start, exc)
+        try:  # noqa: SIM105 -- suppress() needs a frame (see _record_failure)
+            _record_failure(collector, node, start, exc)
+        except Exception:  # noqa: BLE001, S110 -- the recursion limit
+            pass
         raise
     except BaseException:
-        _record_cancellation(collector, node)
+        try:  # noqa: SIM105 -- suppress() needs a frame (see _record_failure)
+            _record_cancellation(collector, node)
+        except Exception:  # noqa: BLE001, S110 -- the recursion limit
+            pass
         raise
     try:
         record_timed(collector, node, (perf_counter_ns() - start) / 1e6)
     except Exception:  # noqa: BLE001 -- recording must never break the node
-        log_record_failed(node)
+        try:  # noqa: SIM105 -- suppress() needs a frame (see _record_failure)
+            log_record_failed(node)
+        except Exception:  # noqa: BLE001, S110 -- the recursion limit
+            pass
     return result
 
 
@@ -98,15 +113,24 @@ def _wrap_async(func: Callable[P, T], node: str, collector: NodeMetricsCollector
         try:
             result = await afunc(*args, **kwargs)
         except Exception as exc:
-            _record_failure(collector, node, start, exc)
+            try:  # noqa: SIM105 -- suppress() needs a frame (see _record_failure)
+                _record_failure(collector, node, start, exc)
+            except Exception:  # noqa: BLE001, S110 -- the recursion limit
+                pass
             raise
         except BaseException:
-            _record_cancellation(collector, node)
+            try:  # noqa: SIM105 -- suppress() needs a frame (see _record_failure)
+                _record_cancellation(collector, node)
+            except Exception:  # noqa: BLE001, S110 -- the recursion limit
+                pass
             raise
         try:
             record_timed(collector, node, (perf_counter_ns() - start) / 1e6)
         except Exception:  # noqa: BLE001 -- recording must never break the node
-            log_record_failed(node)
+            try:  # noqa: SIM105 -- suppress() needs a frame (see _record_failure)
+                log_record_failed(node)
+            except Exception:  # noqa: BLE001, S110 -- the recursion limit
+                pass
         return result
 
     return cast("Callable[P, T]", metered_coroutine)
@@ -122,10 +146,16 @@ def _wrap(func: Callable[P, T], node: str, collector: NodeMetricsCollector) -> C
         try:
             result = func(*args, **kwargs)
         except Exception as exc:
-            _record_failure(collector, node, start, exc)
+            try:  # noqa: SIM105 -- suppress() needs a frame (see _record_failure)
+                _record_failure(collector, node, start, exc)
+            except Exception:  # noqa: BLE001, S110 -- the recursion limit
+                pass
             raise
         except BaseException:
-            _record_cancellation(collector, node)
+            try:  # noqa: SIM105 -- suppress() needs a frame (see _record_failure)
+                _record_cancellation(collector, node)
+            except Exception:  # noqa: BLE001, S110 -- the recursion limit
+                pass
             raise
         # A sync function that returns a coroutine (an async def under a sync
         # pass-through decorator) has done none of its work yet: record
@@ -137,7 +167,10 @@ def _wrap(func: Callable[P, T], node: str, collector: NodeMetricsCollector) -> C
         try:
             record_timed(collector, node, (perf_counter_ns() - start) / 1e6)
         except Exception:  # noqa: BLE001 -- recording must never break the node
-            log_record_failed(node)
+            try:  # noqa: SIM105 -- suppress() needs a frame (see _record_failure)
+                log_record_failed(node)
+            except Exception:  # noqa: BLE001, S110 -- the recursion limit
+                pass
         return result
 
     return metered_call
@@ -160,7 +193,7 @@ def _decorate(
             return cast("Callable[P, T]", staticmethod(wrapped))
         return cast("Callable[P, T]", classmethod(wrapped))
     if not callable(func):
-        msg = f"{arg} must be callable (metered() decorates callables), got {kind.__name__}"
+        msg = f"{arg} must be callable (metered() decorates callables), got {type_name(func)}"
         raise TypeError(msg)
     if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
         # Calling a generator function only creates the generator; timing
@@ -236,7 +269,7 @@ def metered(
     """
     # type(), not isinstance(), which would ask a __class__ property.
     if collector is not None and not issubclass(type(collector), NodeMetricsCollector):
-        msg = f"collector must be a NodeMetricsCollector or None, got {type(collector).__name__}"
+        msg = f"collector must be a NodeMetricsCollector or None, got {type_name(collector)}"
         raise TypeError(msg)
     # A classmethod is not callable, but is decorated like a function.
     if callable(name) or issubclass(type(name), classmethod):

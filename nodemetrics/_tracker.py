@@ -155,7 +155,10 @@ class Tracker:
             else:
                 collector.record_cancellation(node)
         except Exception:  # noqa: BLE001 -- recording must never break the node
-            log_record_failed(node)
+            try:  # noqa: SIM105 -- suppress() needs a frame (see _instrument)
+                log_record_failed(node)
+            except Exception:  # noqa: BLE001, S110 -- the recursion limit
+                pass
 
     async def __aenter__(self) -> Tracker:
         return self.__enter__()
