@@ -30,6 +30,7 @@ from ._validate import (
     optional_callable,
     optional_real,
     to_duration,
+    type_name,
 )
 from ._window import STRETCH
 
@@ -336,7 +337,7 @@ class NodeMetricsCollector:
             duration_ms, notes = to_duration(node, duration_ms)
         # type(), not isinstance(), which would ask a __class__ property.
         if error is not None and not issubclass(type(error), BaseException):
-            msg = f"error must be an exception or None, got {type(error).__name__}"
+            msg = f"error must be an exception or None, got {type_name(error)}"
             raise TypeError(msg)
         stop = None
         if category is not None:

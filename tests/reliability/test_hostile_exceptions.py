@@ -195,3 +195,26 @@ class TestCounted:
         assert run(sync_track, c, exc) is exc
         assert [exc] == seen
         check_counted(c, "other", logs)
+
+
+class NoName(metaclass=NoNameMeta):
+    """An object, not an exception, whose class's ``__name__`` raises."""
+
+
+@pytest.mark.parametrize(
+    ("arg", "call"),
+    [
+        ("error", lambda c: c.record_failure("n", 1.0, NoName())),  # type: ignore[arg-type]
+        ("func", lambda c: metered("x", collector=c)(NoName())),  # type: ignore[arg-type]
+        ("collector", lambda _c: metered("x", collector=NoName())),  # type: ignore[arg-type]
+    ],
+)
+def test_refusal_names_a_type_whose_metaclass_hides_its_name(
+    arg: str, call: Callable[[NodeMetricsCollector], object]
+) -> None:
+    # The message names the type from its slot: the metaclass's __name__
+    # property, which raises, is never asked.
+    c = NodeMetricsCollector()
+    with pytest.raises(TypeError, match=rf"^{arg} must .* got NoName$"):
+        call(c)
+    assert c.get_all_node_metrics() == {}
