@@ -146,7 +146,8 @@ class NodeMetricsCollector:
             from at most *latency_threshold_ms* to above it; once per
             crossing.
         min_samples: Thresholds are evaluated once the window holds at least
-            this many executions.
+            this many executions; at most *window_size* when a threshold is
+            set (with its callback).
         max_nodes: The most distinct node names kept; recordings for further
             names are folded into the node ``"__overflow__"`` (a warning is
             logged once). ``None`` keeps every name.
@@ -209,6 +210,14 @@ class NodeMetricsCollector:
             self.latency_threshold_ms is not None and self.on_latency_threshold is not None
         )
         self._watching = self._watch_rate or self._watch_latency
+        if self._watching and self.min_samples > self.window_size:
+            # The window could never hold enough executions: the thresholds
+            # would never be evaluated, and nothing would say so.
+            msg = (
+                f"min_samples must be at most window_size when a threshold is set, got "
+                f"min_samples={self.min_samples} and window_size={self.window_size}"
+            )
+            raise ValueError(msg)
 
     def __repr__(self) -> str:
         return f"<NodeMetricsCollector(nodes={len(self._nodes)}, window_size={self.window_size})>"

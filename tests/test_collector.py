@@ -103,6 +103,29 @@ class TestConfiguration:
         """Boundary values are accepted."""
         NodeMetricsCollector(**kwargs)
 
+    @pytest.mark.parametrize(
+        "threshold",
+        [
+            {"failure_rate_threshold": 0.5, "on_failure_rate_threshold": print},
+            {"latency_threshold_ms": 100.0, "on_latency_threshold": print},
+        ],
+    )
+    def test_a_window_too_small_for_min_samples_is_refused_with_a_threshold(self, threshold):
+        """
+        A window that can never hold min_samples executions would never
+        evaluate a threshold: refused, naming min_samples, with a threshold
+        set; a window of exactly min_samples, or no threshold, is accepted.
+        """
+        with pytest.raises(
+            ValueError,
+            match=r"^min_samples must be at most window_size .* "
+            r"min_samples=10 and window_size=5$",
+        ):
+            NodeMetricsCollector(window_size=5, **threshold)
+        NodeMetricsCollector(window_size=5)
+        c = NodeMetricsCollector(window_size=5, min_samples=5, **threshold)
+        assert (5, 5) == (c.window_size, c.min_samples)
+
     def test_options_are_frozen(self):
         """Options cannot be changed under a running collector."""
         c = NodeMetricsCollector()

@@ -118,6 +118,8 @@ class CollectorMachine(RuleBasedStateMachine):
         # A chunk size of 2 or 5 splits a window of 40 into many chunks.
         _window._LOAD = load
         self.window_size = window_size
+        # More than the window holds is refused when a threshold is set.
+        min_samples = min(min_samples, window_size)
         self.rate, self.latency, self.min_samples, self.max_nodes = (
             rate,
             latency,
