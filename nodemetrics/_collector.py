@@ -46,10 +46,11 @@ ThresholdCallback = Callable[[str, float], object]
 # Called as (node, duration_ms) after each execution is applied; see _add_listener.
 Listener = Callable[[str, float], object]
 
-# A call that takes the lock applies at most this many queued recordings,
-# then leaves the rest to the next call (a read always applies them). Without
-# a bound, code that records whenever a recording runs (a GC callback, with
-# the GC collecting on every allocation) would keep one thread applying forever.
+# A recording that takes the lock applies at most this many queued
+# recordings, then leaves the rest to the next call. Without a bound, code
+# that records whenever a recording runs (a GC callback, with the GC
+# collecting on every allocation) would keep one thread applying forever. A
+# read applies everything queued when it settles, and only that (see _settle).
 _DRAIN_MAX = 512
 
 _frozen = attrs.setters.frozen
@@ -485,8 +486,14 @@ class NodeMetricsCollector:
         if events:
             fire(events)
 
-    def _settle(self) -> Events | None:
-        """Repair a node a call left half-changed, then apply the queue (under the lock)."""
+    def _settle(self, *, reading: bool = False) -> Events | None:
+        """
+        Repair a node a call left half-changed, then apply the queue (under the lock).
+
+        A recording applies at most :data:`_DRAIN_MAX` queued recordings; a
+        read (*reading*) applies every one queued when it began, so that it
+        includes every recording that returned before it, however many.
+        """
         guard = self._guard
         state = guard.current
         if state is not None:
@@ -499,7 +506,7 @@ class NodeMetricsCollector:
         guard.current = BUSY
         # Only so many: recorders in this thread (finalizers, GC callbacks)
         # may go on queueing meanwhile, and chasing them might never end.
-        for _ in range(min(len(pending), _DRAIN_MAX)):
+        for _ in range(len(pending) if reading else min(len(pending), _DRAIN_MAX)):
             more = self._apply(*pending.popleft())
             if more:
                 events = more if events is None else events + more
@@ -686,7 +693,9 @@ class NodeMetricsCollector:
         try:
             if not lock.acquire(False):
                 wait_for(lock)
-            events = self._settle() if guard.current is not None or guard.pending else None
+            events = (
+                self._settle(reading=True) if guard.current is not None or guard.pending else None
+            )
             state = self._nodes.get(node)
             if state is None:
                 snapshot = EMPTY
@@ -751,7 +760,9 @@ class NodeMetricsCollector:
         try:
             if not lock.acquire(False):
                 wait_for(lock)
-            events = self._settle() if guard.current is not None or guard.pending else None
+            events = (
+                self._settle(reading=True) if guard.current is not None or guard.pending else None
+            )
             # Timed successes take the lock while we read (see _sync).
             guard.hold = True
             readings = {}
@@ -798,7 +809,11 @@ class NodeMetricsCollector:
             try:
                 if not lock.acquire(False):
                     wait_for(lock)
-                events = self._settle() if guard.current is not None or guard.pending else None
+                events = (
+                    self._settle(reading=True)
+                    if guard.current is not None or guard.pending
+                    else None
+                )
                 state = self._nodes.get(node)
                 if state is None:
                     read = None

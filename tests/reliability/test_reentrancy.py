@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import pytest
 
-from _internals import batch_of, holding_lock_between_changes, lock_held, window_of
+from _internals import batch_of, holding_lock, holding_lock_between_changes, lock_held, window_of
 
 from nodemetrics import NodeMetricsCollector
 
@@ -223,3 +223,27 @@ def percentiles(samples: list[float]) -> list[float]:
 
 def percentiles_of(m) -> list[float]:
     return [m.p50, m.p90, m.p99]
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        lambda c: c.get_node_metrics("n").total_executions,
+        lambda c: c.get_all_node_metrics()["n"].total_executions,
+        lambda c: c.get_node_histogram("n").count,
+    ],
+    ids=["get_node_metrics", "get_all_node_metrics", "get_node_histogram"],
+)
+def test_a_read_applies_every_queued_recording_however_many(read):
+    """
+    More recordings than a recording applies at once (512) are queued by
+    code that interrupted its own thread's recording (GC callbacks run by one
+    collection, say): the first read after them includes every one.
+    """
+    c = NodeMetricsCollector()
+    queued = 1_500
+    with holding_lock(c):
+        for _ in range(queued):
+            c.record_success("n", 1.0)
+        assert c._guard.pending
+    assert read(c) == queued
