@@ -5,7 +5,9 @@ The ``nodemetrics`` command (also ``python -m nodemetrics``).
 table, JSON or a self-contained HTML report; ``watch`` is a live view of a
 running process, read from its Prometheus endpoint. Whatever the input, a
 problem with it is one line on standard error and exit status 2, never a
-traceback.
+traceback; so is an output that cannot be written (standard output closed,
+a full disk). Text from the input in that line has its control characters
+escaped, so that it stays one line and cannot drive the terminal.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import sys
 from collections.abc import Sequence
 from typing import IO, Any
 
+from ._display import printable
 from ._metrics import NodeMetrics
 from ._table import format_table
 
@@ -134,6 +137,20 @@ def _read_limited(stream: IO[bytes], name: str) -> bytes:
     return data
 
 
+def _read_stdin() -> bytes:
+    # Started with standard input closed (`<&-`), Python sets sys.stdin to
+    # None; opened for writing only (`0>file`), reading it fails.
+    stdin = sys.stdin
+    if stdin is None:
+        msg = "<stdin>: cannot read: standard input is closed"
+        raise SnapshotError(msg)
+    try:
+        return _read_limited(stdin.buffer, "<stdin>")
+    except OSError as e:
+        msg = f"<stdin>: cannot read: {e.strerror or e}"
+        raise SnapshotError(msg) from None
+
+
 def read_snapshot(path: str) -> dict[str, NodeMetrics]:
     """
     Read and validate the snapshot at *path* (``-`` for standard input).
@@ -142,11 +159,12 @@ def read_snapshot(path: str) -> dict[str, NodeMetrics]:
     it reads as empty.
 
     Raises:
-        SnapshotError: The file cannot be read, or is not a snapshot (see
+        SnapshotError: The file (or standard input: closed, or not open for
+            reading) cannot be read, or is not a snapshot (see
             :func:`parse_snapshot`); the message names the problem.
     """
     if path == "-":
-        return parse_snapshot(_read_limited(sys.stdin.buffer, "<stdin>"), "<stdin>")
+        return parse_snapshot(_read_stdin(), "<stdin>")
     try:
         if stat.S_ISDIR(os.stat(path).st_mode):  # noqa: PTH116 -- a str path, as given
             msg = f"{path}: is a directory, not a snapshot"
@@ -243,8 +261,26 @@ def _show(path: str, output_format: str) -> int:
         out = render_html(snapshot, title=path if path != "-" else "stdin")
     else:
         out = format_table(snapshot)
-    _write(sys.stdout, out + "\n")
+    try:
+        _write(sys.stdout, out + "\n")
+    except BrokenPipeError:
+        raise
+    except OSError as e:  # a full disk, or standard output opened read-only
+        _error(f"cannot write: {e.strerror or e}")
+        _silence_stdout()
+        return 2
     return 0
+
+
+def _silence_stdout() -> None:
+    # What stays in the buffer would fail again (and be reported, exit
+    # status 120) when the interpreter flushes standard output at exit.
+    with contextlib.suppress(OSError, ValueError):
+        stdout = sys.stdout.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        if devnull != stdout:
+            os.dup2(devnull, stdout)
+            os.close(devnull)
 
 
 def _write(stream: IO[str], text: str) -> None:
@@ -255,10 +291,14 @@ def _write(stream: IO[str], text: str) -> None:
 
 
 def _error(message: str) -> None:
-    text = "nodemetrics: error: " + " ".join(message.splitlines())
+    # Whatever the message quotes from the input, escaped, stays one line
+    # that cannot move the cursor. Without a standard error there is no one to tell.
+    text = "nodemetrics: error: " + printable(message)
     if len(text) > _MAX_MESSAGE:
         text = text[: _MAX_MESSAGE - 3] + "..."
-    _write(sys.stderr, text + "\n")
+    if sys.stderr is not None:
+        with contextlib.suppress(OSError):
+            _write(sys.stderr, text + "\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -269,10 +309,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: The arguments after the program name; ``sys.argv[1:]`` if None.
 
     Returns:
-        The exit status: 0, or 2 for a bad input (argparse's usage errors
-        exit with 2 too), 130 after Ctrl+C while reading a snapshot.
+        The exit status: 0, or 2 for a bad input or an output that cannot be
+        written (argparse's usage errors exit with 2 too), 130 after Ctrl+C
+        while reading a snapshot.
     """
     args = _parser().parse_args(argv)
+    if sys.stdout is None:  # started with standard output closed (`>&-`)
+        _error("cannot write: standard output is closed")
+        return 2
     try:
         if args.command == "watch":
             from ._watch import watch  # noqa: PLC0415 -- needs prometheus_client
@@ -281,9 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _show(args.snapshot, args.format)
     except BrokenPipeError:
         # The reader went away (`| head`): say nothing more, as cat does.
-        with contextlib.suppress(OSError):
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
+        _silence_stdout()
         return 0
     except KeyboardInterrupt:
         return 130

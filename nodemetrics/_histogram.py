@@ -12,7 +12,7 @@ from typing import Any, cast
 
 import attrs
 
-from ._validate import check_int, fields_of, safe_repr, to_real, type_name
+from ._validate import MAX_COUNT, check_count, fields_of, int_text, safe_repr, to_real, type_name
 
 
 #: The default upper bounds, in milliseconds: a 1-2.5-5 series from 0.1 ms
@@ -158,23 +158,24 @@ def _counts(value: object) -> tuple[int, ...]:
     except Exception as exc:  # noqa: BLE001 -- a hostile iterable must not escape unnamed
         msg = f"counts could not be read: {type_name(exc)}"
         raise TypeError(msg) from None
-    # check_int() copies an int subclass to a plain int (operator.index runs
+    # check_count() copies an int subclass to a plain int (operator.index runs
     # none of its code) before comparing it, so that a subclass whose < lies
     # cannot pass for a count >= 0, and only plain ints are stored.
-    return tuple(check_int(f"counts[{i}]", item, 0) for i, item in enumerate(items))
+    return tuple(check_count(f"counts[{i}]", item) for i, item in enumerate(items))
 
 
 def _count(value: object) -> int:
-    # As each of counts: a plain int >= 0, an int subclass copied to one.
-    return check_int("count", value, 0)
+    # As each of counts: a plain int in [0, 2**63 - 1], an int subclass copied to one.
+    return check_count("count", value)
 
 
 def _sum_ms(value: object) -> object:
     # JSON round-trips may turn 3.0 into 3; accept ints but keep bools out.
     # Subclasses are copied with the base type's own slot, so that their
     # __float__ or comparisons never run, here or in the validator.
+    # Adding 0.0 turns -0.0 into 0.0, as the collector does.
     if issubclass(type(value), float):
-        return float.__float__(cast("float", value))
+        return float.__float__(cast("float", value)) + 0.0
     if type(value) is not bool and issubclass(type(value), int):
         try:
             return float(operator.index(cast("int", value)))
@@ -215,8 +216,11 @@ class NodeHistogram:
     bound.
 
     Every field is validated at construction, and across fields: ``counts``
-    must have ``len(bounds) + 1`` items summing to ``count``, and an empty
-    histogram has ``sum_ms == 0.0``. Only plain values are stored: a count
+    must have ``len(bounds) + 1`` items summing to ``count``, every count
+    is from 0 to ``2**63 - 1`` (what a signed 64-bit integer holds, far
+    more than any process records, so that every exporter and JSON reader
+    takes it exactly), and an empty histogram has ``sum_ms == 0.0``; a
+    ``sum_ms`` of ``-0.0`` is stored as ``0.0``. Only plain values are stored: a count
     of an ``int`` subclass is copied to a plain ``int``, a ``float``
     subclass (or an ``int``) ``sum_ms`` to a plain ``float``, with the base
     type's own slot, so that the subclass's comparisons, which may lie,
@@ -280,7 +284,8 @@ class NodeHistogram:
             TypeError: *other* is not a :class:`NodeHistogram`, or is an
                 instance of a subclass holding a field of the wrong type.
             ValueError: *other* has different bounds, is an instance of a
-                subclass holding an invalid field, or its sum of durations
+                subclass holding an invalid field, its count added to
+                *self*'s is above ``2**63 - 1``, or its sum of durations
                 added to *self*'s is too large for a float (it would be
                 ``inf``, which no histogram may hold).
         """
@@ -293,6 +298,10 @@ class NodeHistogram:
         if theirs.bounds != self.bounds:
             msg = "other has different bounds: histograms merge only with the same bounds"
             raise ValueError(msg)
+        count = self.count + theirs.count
+        if count > MAX_COUNT:
+            msg = f"other cannot be merged: the counts add up to {int_text(count)}, above 2**63 - 1"
+            raise ValueError(msg)
         sum_ms = self.sum_ms + theirs.sum_ms
         if sum_ms == math.inf:
             msg = (
@@ -303,7 +312,7 @@ class NodeHistogram:
         return _trusted(
             self.bounds,
             tuple(a + b for a, b in zip(self.counts, theirs.counts, strict=True)),
-            self.count + theirs.count,
+            count,
             sum_ms,
         )
 

@@ -10,7 +10,7 @@ from typing import Any, cast
 
 import attrs
 
-from ._validate import fields_of, safe_repr, type_name
+from ._validate import check_count_bound, fields_of, safe_repr, type_name
 
 
 def _count(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -22,16 +22,18 @@ def _count(_instance: object, attribute: attrs.Attribute[Any], value: object) ->
     if value < 0:
         msg = f"{attribute.name} must be >= 0, got {safe_repr(value)}"
         raise ValueError(msg)
+    check_count_bound(attribute.name, value)
 
 
 def _to_float(value: object) -> object:
     # JSON round-trips may turn 3.0 into 3; accept ints but keep bools out.
     # Subclasses are copied with the base type's own slot, so that their
-    # __float__, __lt__ or __eq__ never runs.
+    # __float__, __lt__ or __eq__ never runs. Adding 0.0 turns -0.0 into 0.0,
+    # as the collector does, so that no snapshot shows "-0.0".
     if type(value) is float:
-        return value
+        return value + 0.0
     if issubclass(type(value), float):
-        return float.__float__(cast("float", value))
+        return float.__float__(cast("float", value)) + 0.0
     if type(value) is not bool and issubclass(type(value), int):
         number = operator.index(cast("int", value))
         try:
@@ -65,11 +67,13 @@ class NodeMetrics:
     The percentiles are over the collector's rolling window, the other
     numbers over the node's whole life since its last reset.
 
-    Every field is validated at construction: counts are non-negative ints (a
-    bool or other subclass of int is not a count), durations non-negative
-    finite floats (an int is accepted and stored as a float; ``None`` where
-    there is no sample yet). Then the snapshot must be one a collector can
-    produce:
+    Every field is validated at construction: counts are ints from 0 to
+    ``2**63 - 1`` (what a signed 64-bit integer holds, far more than any
+    process records, so that every exporter and JSON reader takes them
+    exactly; a bool or other subclass of int is not a count), durations
+    non-negative finite floats (an int is accepted and stored as a float,
+    ``-0.0`` as ``0.0``; ``None`` where there is no sample yet). Then the
+    snapshot must be one a collector can produce:
 
     - ``total_executions == success_count + failure_count``;
     - ``timeout_errors + validation_errors + network_errors + other_errors
@@ -82,8 +86,9 @@ class NodeMetrics:
 
     Raises:
         TypeError: A field has the wrong type; the message names the field.
-        ValueError: A field is negative or not finite, or the fields
-            contradict each other; the message names them.
+        ValueError: A field is negative, a count above ``2**63 - 1``, a
+            duration not finite, or the fields contradict each other; the
+            message names them.
     """
 
     total_executions: int = attrs.field(default=0, validator=_count)
@@ -121,7 +126,8 @@ class NodeMetrics:
         Raises:
             TypeError: *mapping* is not a mapping (or reading it raised), or a
                 field has the wrong type.
-            ValueError: A field is missing, unknown, negative or not finite.
+            ValueError: A field is missing, unknown, negative, too large (a
+                count above ``2**63 - 1``) or not finite.
         """
         return cls(**fields_of("NodeMetrics", _FIELD_NAMES, mapping))
 

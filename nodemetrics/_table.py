@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast
 
 from ._collector import NodeMetricsCollector
+from ._display import cut, ljust, printable, width
 from ._metrics import NodeMetrics
-from ._validate import safe_repr, type_name
+from ._validate import read_items, type_name
 
 
 _WIDTH = 100
@@ -31,6 +33,12 @@ _HEADERS = (
 )
 
 
+#: Where the columns of counts, then of durations, begin and end in a row.
+_COUNTS = slice(1, 11)
+_DURATIONS = slice(11, 14)
+_SUFFIXES = "kMGTPE"
+
+
 def _ms(value: float | None) -> str:
     if value is None:
         return "-"
@@ -41,29 +49,45 @@ def _ms(value: float | None) -> str:
     return f"{value:,.0f}"
 
 
-def _shorten(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
+def _compact(value: float) -> str:
+    # At most 5 characters for any count up to 2**63 - 1 ("9.22E") and any
+    # duration up to 1e15 ms ("1P"): 3 significant digits and an SI prefix.
+    suffix = ""
+    for prefix in _SUFFIXES:
+        if value < 999.5:
+            break
+        value /= 1000
+        suffix = prefix
+    # Rounding up past 999.5 moved up a prefix: 0.9995 and above shows as 1.
+    return f"{max(value, 1.0) if suffix else value:.3g}{suffix}"
 
 
-def _row(node: str, m: NodeMetrics) -> list[str]:
+def _row(node: str, m: NodeMetrics, compact: set[int]) -> list[str]:
     rate = f"{m.failure_count / m.total_executions:.1%}" if m.total_executions else "-"
-    return [
-        node if node.isprintable() else repr(node)[1:-1],
-        str(m.total_executions),
-        str(m.success_count),
-        str(m.failure_count),
-        str(m.timeout_errors),
-        str(m.validation_errors),
-        str(m.network_errors),
-        str(m.other_errors),
-        str(m.retry_count),
-        str(m.cancelled_count),
-        str(m.interrupted_count),
-        _ms(m.p50),
-        _ms(m.p90),
-        _ms(m.p99),
-        rate,
-    ]
+    counts = (
+        m.total_executions,
+        m.success_count,
+        m.failure_count,
+        m.timeout_errors,
+        m.validation_errors,
+        m.network_errors,
+        m.other_errors,
+        m.retry_count,
+        m.cancelled_count,
+        m.interrupted_count,
+    )
+    cells = [cut(printable(node), _MAX_NODE_WIDTH)]
+    for i, count in enumerate(counts, start=_COUNTS.start):
+        cells.append(_compact(count) if i in compact else str(count))
+    for i, ms in enumerate((m.p50, m.p90, m.p99), start=_DURATIONS.start):
+        cells.append(_compact(ms) if i in compact and ms is not None and ms >= 1_000 else _ms(ms))
+    cells.append(rate)
+    return cells
+
+
+def _numbers_width(widths: list[int]) -> int:
+    # The numbers' columns, and a blank before each of them.
+    return sum(widths[1:]) + len(widths) - 1
 
 
 def format_table(metrics: NodeMetricsCollector | Mapping[str, NodeMetrics]) -> str:
@@ -96,11 +120,7 @@ def format_table(metrics: NodeMetricsCollector | Mapping[str, NodeMetrics]) -> s
         raise TypeError(msg)
     # Read at once, as NodeMetrics.from_dict reads a mapping: whatever a
     # foreign mapping raises becomes the documented error.
-    try:
-        pairs = list(snapshots.items())
-    except Exception as exc:  # noqa: BLE001 -- a foreign mapping may raise anything
-        msg = f"metrics could not be read: {safe_repr(exc)}"
-        raise TypeError(msg) from None
+    pairs = read_items("metrics", snapshots)
     # Plain copies of the names, so that no str subclass's own methods run.
     plain: dict[str, NodeMetrics] = {}
     for node, m in pairs:
@@ -109,17 +129,29 @@ def format_table(metrics: NodeMetricsCollector | Mapping[str, NodeMetrics]) -> s
                 f"metrics must map node names to NodeMetrics, got {type_name(node)}: {type_name(m)}"
             )
             raise TypeError(msg)
-        plain[str.__str__(node)] = m
+        plain[str.__str__(cast("str", node))] = cast("NodeMetrics", m)
 
-    rows = [_row(node, plain[node]) for node in sorted(plain)]
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(_HEADERS)]
-    numbers_width = sum(widths[1:]) + len(widths) - 1
-    node_width = max(_MIN_NODE_WIDTH, min(_MAX_NODE_WIDTH, _WIDTH - numbers_width))
+    names = sorted(plain)
+    compact: set[int] = set()
+    while True:
+        rows = [_row(node, plain[node], compact) for node in names]
+        widths = [max([len(h)] + [width(r[i]) for r in rows]) for i, h in enumerate(_HEADERS)]
+        # Values so large that the table would not fit (the largest counts,
+        # durations near 1e15 ms) are shown compact, widest column first.
+        # Every column compact fits with room to spare: 50 + 18 + 6 columns.
+        # The three durations, read side by side, go compact together.
+        units = [{i} for i in range(_COUNTS.start, _COUNTS.stop) if i not in compact]
+        if _DURATIONS.start not in compact:
+            units.append(set(range(_DURATIONS.start, _DURATIONS.stop)))
+        if _numbers_width(widths) <= _WIDTH - _MIN_NODE_WIDTH or not units:
+            break
+        compact |= max(units, key=lambda unit: sum(widths[i] for i in unit))
+    node_width = max(_MIN_NODE_WIDTH, min(_MAX_NODE_WIDTH, _WIDTH - _numbers_width(widths)))
     widths[0] = min(widths[0], node_width)
 
     def line(cells: list[str] | tuple[str, ...]) -> str:
-        first = _shorten(cells[0], widths[0]).ljust(widths[0])
-        rest = (cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True))
+        first = ljust(cut(cells[0], widths[0]), widths[0])
+        rest = (cell.rjust(w) for cell, w in zip(cells[1:], widths[1:], strict=True))
         return " ".join([first, *rest]).rstrip()
 
     out = [line(_HEADERS), line(["-" * w for w in widths])]

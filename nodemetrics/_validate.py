@@ -27,12 +27,17 @@ from typing import Any, cast
 import attrs
 
 from ._classify import ErrorCategory
+from ._display import printable
 from ._log import log
 
 
 #: The largest duration accepted, in milliseconds (about 31,700 years): any
 #: sum of durations a process can record stays finite.
 MAX_DURATION_MS = 1e15
+
+#: The largest count a snapshot or histogram holds: what a signed 64-bit
+#: integer holds, so that every exporter, and any JSON reader, takes it exactly.
+MAX_COUNT = 2**63 - 1
 
 #: The failure categories in the order nodes count them.
 CATEGORIES = (
@@ -162,6 +167,38 @@ def check_int(argument: str, value: object, minimum: int) -> int:
     return number
 
 
+def check_count(argument: str, value: object) -> int:
+    """
+    Return *value* as an exact int in [0, :data:`MAX_COUNT`].
+
+    Raises:
+        TypeError: *value* is not an int (a bool is not one).
+        ValueError: *value* is negative or above :data:`MAX_COUNT`.
+    """
+    number = check_int(argument, value, 0)
+    check_count_bound(argument, number)
+    return number
+
+
+def check_count_bound(argument: str, number: int) -> None:
+    """
+    Refuse an exact int *number* above :data:`MAX_COUNT`, naming *argument*.
+
+    Raises:
+        ValueError: *number* is above :data:`MAX_COUNT`.
+    """
+    if number > MAX_COUNT:
+        msg = f"{argument} must be at most 2**63 - 1, got {int_text(number)}"
+        raise ValueError(msg)
+
+
+def int_text(number: int) -> str:
+    """Return an exact int as a message shows it: its digits, or its size when too long."""
+    # CPython 3.11+ refuses to print an int of more than 4,300 digits.
+    bits = number.bit_length()
+    return repr(number) if bits <= 128 else f"an int of {bits:,} bits"
+
+
 def optional_real(argument: str, value: object, upper: float) -> float | None:
     """
     Return *value* as a float in [0, *upper*], or ``None``.
@@ -205,6 +242,24 @@ def safe_repr(value: object) -> str:
         return f"<{type_name(value)} object>"
 
 
+def read_items(argument: str, mapping: object) -> list[tuple[object, object]]:
+    """
+    Return the ``(key, value)`` pairs of *mapping*'s ``items()``, read at once.
+
+    Whatever a foreign mapping does, its ``items()`` raising or giving
+    something but pairs (or items whose own iteration raises) included,
+    becomes one error naming *argument*.
+
+    Raises:
+        TypeError: Reading *mapping* raised, or gave an item that is not a pair.
+    """
+    try:
+        return [(key, value) for key, value in mapping.items()]  # type: ignore[attr-defined]
+    except Exception as exc:  # noqa: BLE001 -- a foreign mapping may raise anything
+        msg = f"{argument} could not be read: {safe_repr(exc)}"
+        raise TypeError(msg) from None
+
+
 def fields_of(kind: str, names: tuple[str, ...], mapping: object) -> dict[str, Any]:
     """
     Return the fields *names* of a *kind* value object, read from *mapping*.
@@ -220,11 +275,7 @@ def fields_of(kind: str, names: tuple[str, ...], mapping: object) -> dict[str, A
     if not issubclass(type(mapping), Mapping):
         msg = f"mapping must be a mapping, got {type_name(mapping)}"
         raise TypeError(msg)
-    try:
-        pairs = list(mapping.items())  # type: ignore[attr-defined]
-    except Exception as exc:  # noqa: BLE001 -- a foreign mapping may raise anything
-        msg = f"mapping could not be read: {safe_repr(exc)}"
-        raise TypeError(msg) from None
+    pairs = read_items("mapping", mapping)
     fields: dict[str, Any] = {}
     unknown: list[str] = []
     for key, value in pairs:
@@ -234,7 +285,8 @@ def fields_of(kind: str, names: tuple[str, ...], mapping: object) -> dict[str, A
         if name in names:
             fields[name] = value
         else:
-            unknown.append(safe_repr(key) if name is None else name)
+            # Escaped: a snapshot file's field name reaches a terminal in the message.
+            unknown.append(printable(safe_repr(key) if name is None else name))
     missing = [name for name in names if name not in fields]
     if missing:
         msg = f"{kind} is missing field(s): {', '.join(missing)}"

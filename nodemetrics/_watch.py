@@ -34,8 +34,9 @@ from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 
+from ._display import cut, ljust, printable, width
 from ._metrics import FAILURE_FIELDS
-from ._table import _ms, _shorten
+from ._table import _ms
 
 
 if TYPE_CHECKING:
@@ -390,7 +391,7 @@ def _row(
             p99_interval = _ms(None if seconds is None else seconds * 1000)
     window = cur.window or cur.old_window
     row = [
-        _shorten(node if node.isprintable() else repr(node)[1:-1], _MAX_NODE_WIDTH),
+        cut(printable(node), _MAX_NODE_WIDTH),
         _count(runs),
         rate,
         fail,
@@ -432,18 +433,20 @@ def render(scrape: Scrape, previous: Scrape | None) -> str:
     ]
     if not rows:
         return "(no node has recorded anything yet)"
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    widths = [max(len(h), *(width(r[i]) for r in rows)) for i, h in enumerate(headers)]
 
     def line(cells: list[str]) -> str:
-        first = cells[0].ljust(widths[0])
-        rest = (cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True))
+        first = ljust(cells[0], widths[0])
+        rest = (cell.rjust(w) for cell, w in zip(cells[1:], widths[1:], strict=True))
         return " ".join([first, *rest])
 
     return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 
 def _one_line(problem: str) -> str:
-    text = " ".join(problem.split())
+    # A server's text (a reason phrase, a status line) may hold terminal
+    # escapes: escaped, they can neither redraw the screen nor break the line.
+    text = printable(problem)
     return text if len(text) <= _MAX_PROBLEM else text[: _MAX_PROBLEM - 3] + "..."
 
 
@@ -481,6 +484,8 @@ def watch(  # noqa: PLR0913 -- the command's options, plus what tests replace
     """
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
+    if err is None:  # started without standard error (pythonw): no one to tell
+        err = io.StringIO()
     if "://" not in url:
         url = f"http://{url}"
 
@@ -577,7 +582,10 @@ def _terminal_view(out: IO[str]) -> Iterator[None]:
 def _draw(out: IO[str], url: str, interval: float, table: str, problem: str | None) -> None:
     # A line wider than the terminal wraps, and a frame taller than it scrolls:
     # either would break drawing over the last frame, so cut both to size.
+    # Every line ends in a newline, so the frame leaves its last row free
+    # (but a terminal of one row gets one line), and its last column too.
     columns, rows = shutil.get_terminal_size()
+    room = max(rows - 1, 1)
     lines = [
         f"nodemetrics watch {url}  every {interval:g}s  {time.strftime('%H:%M:%S')}  Ctrl+C quits",
         "exec/s, fail%, p99 int: over the last interval; p50/p90/p99: over each node's window",
@@ -585,8 +593,10 @@ def _draw(out: IO[str], url: str, interval: float, table: str, problem: str | No
         "",
         *table.splitlines(),
     ]
-    if len(lines) > rows - 1:
-        hidden = len(lines) - (rows - 2)
-        lines = [*lines[: rows - 2], f"... and {hidden} more node{'s' if hidden > 1 else ''}"]
-    lines = [_shorten(line, columns - 1) for line in lines]
+    if room == 1:
+        lines = lines[:1]
+    elif len(lines) > room:
+        hidden = len(lines) - (room - 1)
+        lines = [*lines[: room - 1], f"... and {hidden} more node{'s' if hidden > 1 else ''}"]
+    lines = [cut(line, columns - 1) for line in lines]
     out.write(_HOME + "".join(f"{line}{_EOL}\n" for line in lines) + _EOS)

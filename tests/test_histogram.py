@@ -532,3 +532,15 @@ class TestCollectorHistogram:
             assert snapshot.avg_execution_ms * snapshot.total_executions == pytest.approx(
                 histogram.sum_ms
             )
+
+
+class TestNegativeZero:
+    def test_sum_ms_stored_as_zero(self):
+        """A sum_ms of -0.0 is kept as 0.0, so that no histogram shows "-0.0"."""
+        assert "0.0" == repr(NodeHistogram((1.0,), (0, 0), 0, -0.0).sum_ms)
+        assert "0.0" == repr(NodeHistogram((1.0,), (1, 0), 1, -0.0).sum_ms)
+        assert "-" not in json.dumps(
+            NodeHistogram.from_dict(
+                {"bounds": [1.0], "counts": [1, 0], "count": 1, "sum_ms": -0.0}
+            ).to_dict()
+        )

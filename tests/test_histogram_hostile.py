@@ -506,3 +506,46 @@ def test_every_public_method_is_covered() -> None:
         and getattr(NodeHistogram, name).__code__.co_argcount > 1
     }
     assert {"empty", "from_dict", "merge", "quantile"} == taking
+
+
+class TestLargestCounts:
+    @pytest.mark.parametrize(
+        ("fields", "match"),
+        [
+            (
+                ((1.0,), (2**63, 0), 2**63, 0.5),
+                r"^counts\[0\] must be at most 2\*\*63 - 1, got 9223372036854775808$",
+            ),
+            (
+                ((1.0,), (0, 10**5000), 1, 0.5),
+                r"^counts\[1\] must be at most .*, got an int of 16,610 bits",
+            ),
+            (
+                ((1.0,), (0, 1), 2**64, 0.5),
+                r"^count must be at most 2\*\*63 - 1, got 18446744073709551616$",
+            ),
+        ],
+        ids=["counts item", "huge counts item", "count"],
+    )
+    def test_refused(self, fields, match):
+        """A count above 2**63 - 1 is a ValueError naming the field."""
+        with pytest.raises(ValueError, match=match):
+            NodeHistogram(*fields)
+
+    def test_largest_kept(self):
+        """A count of 2**63 - 1 is kept, and survives JSON."""
+        h = NodeHistogram((1.0,), (2**63 - 1, 0), 2**63 - 1, 0.5)
+        assert h == NodeHistogram.from_dict(json.loads(json.dumps(h.to_dict())))
+
+    def test_merge_past_the_largest(self):
+        """Merging histograms whose counts add up past 2**63 - 1: a ValueError naming other."""
+        h = NodeHistogram((1.0,), (2**62, 0), 2**62, 0.5)
+        with pytest.raises(
+            ValueError,
+            match=r"^other cannot be merged: the counts add up to 9223372036854775808, above",
+        ):
+            h.merge(h)
+        with pytest.raises(ValueError, match="^other"):
+            h + h
+        one_less = NodeHistogram((1.0,), (2**62 - 1, 0), 2**62 - 1, 0.5)
+        assert 2**63 - 1 == (h + one_less).count

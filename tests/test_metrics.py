@@ -28,7 +28,8 @@ COUNTS = [
 ]
 OPTIONAL_DURATIONS = ["last_execution_ms", "p50", "p90", "p99"]
 
-counts = st.integers(min_value=0, max_value=2**62)
+# Five counts add up to total_executions, which must stay at most 2**63 - 1.
+counts = st.integers(min_value=0, max_value=2**60)
 durations = st.floats(min_value=0.0, allow_nan=False, allow_infinity=False)
 
 
@@ -122,6 +123,42 @@ class TestNodeMetrics:
         with pytest.raises(ValueError, match=field):
             NodeMetrics(**{field: -1})
 
+    @pytest.mark.parametrize("field", COUNTS)
+    def test_count_too_large(self, field):
+        """A count above 2**63 - 1 is a ValueError naming the field; 2**63 - 1 is kept."""
+        with pytest.raises(
+            ValueError, match=rf"^{field} must be at most 2\*\*63 - 1, got 9223372036854775808$"
+        ):
+            NodeMetrics(**{field: 2**63})
+        with pytest.raises(
+            ValueError, match=rf"^{field} must be at most .*, got an int of 16,610 bits"
+        ):
+            NodeMetrics(**{field: 10**5000})
+
+    @pytest.mark.parametrize(
+        "failed",
+        [{"failure_count": 2**63 - 1, "other_errors": 2**63 - 1}, {"success_count": 2**63 - 1}],
+    )
+    def test_largest_counts_kept(self, failed):
+        """Counts of 2**63 - 1 are kept, and survive JSON."""
+        largest = 2**63 - 1
+        m = NodeMetrics(
+            total_executions=largest, retry_count=largest, cancelled_count=largest,
+            interrupted_count=largest, last_execution_ms=1.0, p50=1.0, p90=1.0, p99=1.0, **failed,
+        )  # fmt: skip
+        assert largest == m.retry_count
+        assert m == NodeMetrics.from_dict(json.loads(json.dumps(m.to_dict())))
+
+    @pytest.mark.parametrize("field", [*OPTIONAL_DURATIONS, "avg_execution_ms"])
+    def test_negative_zero_is_stored_as_zero(self, field):
+        """A duration of -0.0 is kept as 0.0, so that no snapshot shows "-0.0"."""
+        fields = dict.fromkeys(OPTIONAL_DURATIONS, 0.0)
+        fields.update({"avg_execution_ms": 0.0, field: -0.0})
+        m = NodeMetrics(total_executions=1, success_count=1, **fields)
+        assert "0.0" == repr(getattr(m, field))
+        assert "-" not in json.dumps(m.to_dict())
+        assert "0.0" == repr(NodeMetrics(avg_execution_ms=-0.0).avg_execution_ms)
+
     @pytest.mark.parametrize("field", [*OPTIONAL_DURATIONS, "avg_execution_ms"])
     @pytest.mark.parametrize("bad", [-0.5, math.nan, math.inf, -math.inf])
     def test_duration_value(self, field, bad):
@@ -204,6 +241,13 @@ class TestDicts:
         d = {**NodeMetrics().to_dict(), "p75": 1.0}
         with pytest.raises(ValueError, match="no field.*p75"):
             NodeMetrics.from_dict(d)
+
+    def test_unknown_field_name_escaped(self):
+        """An unknown field's name is shown with its control characters escaped."""
+        d = {**NodeMetrics().to_dict(), "\x1b[2J\nfake": 1, 7: 1}
+        with pytest.raises(ValueError) as info:
+            NodeMetrics.from_dict(d)
+        assert "NodeMetrics has no field(s): 7, \\x1b[2J\\nfake" == str(info.value)
 
     def test_not_a_mapping(self):
         """Something other than a mapping is a TypeError naming what it got."""

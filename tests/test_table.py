@@ -1,10 +1,20 @@
 from __future__ import annotations
 
 import itertools
+import unicodedata
 
 import pytest
 
 from nodemetrics import NodeMetrics, NodeMetricsCollector, format_table
+from nodemetrics._table import _compact
+
+
+def display_width(text: str) -> int:
+    """Columns on a terminal: wide East Asian characters take 2, combining marks none."""
+    return sum(
+        0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
+        for c in text
+    )
 
 
 def columns(rule: str) -> list[tuple[int, int]]:
@@ -149,3 +159,97 @@ class TestFormatTable:
         """Anything but a collector or a mapping of names to NodeMetrics is a TypeError."""
         with pytest.raises(TypeError, match="metrics"):
             format_table(bad)
+
+
+class TestDisplayWidth:
+    def test_wide_and_combining_names_fit_and_align(self):
+        """Names of wide or combining characters are cut by columns on screen, and align."""
+        c = NodeMetricsCollector()
+        c.record_success("数据处理节点" * 10, 1.0)
+        c.record_success("e\u0301" * 40, 1.0)
+        c.record_success("x\u200by", 1.0)  # a zero-width space: not printable, so escaped
+        lines = format_table(c).splitlines()
+        assert [100] * 5 == [display_width(line) for line in lines]
+        assert lines[2].startswith("e\u0301" * 27 + "… ")
+        assert lines[3].startswith("x\\u200by ")
+        assert lines[4].startswith("数据处理节点" * 2 + "数…  ")
+
+    def test_wide_name_that_fits_is_padded_by_columns(self):
+        """A short wide name is padded to the column by its width on screen."""
+        lines = format_table({"节点": NodeMetrics(), "n": NodeMetrics()}).splitlines()
+        assert 1 == len({display_width(line) for line in lines[:2]})
+        assert lines[2].startswith("n       0 ")
+        assert lines[3].startswith("节点    0 ")
+
+    def test_largest_values_still_fit(self):
+        """The largest durations and counts a snapshot may hold still fit in 100 columns."""
+        big = 2**63 - 1
+        m = NodeMetrics(
+            total_executions=big,
+            success_count=big - 4,
+            failure_count=4,
+            retry_count=big,
+            last_execution_ms=1e15,
+            avg_execution_ms=1e15,
+            p50=1e15,
+            p90=1e15,
+            p99=1e15,
+            timeout_errors=1,
+            validation_errors=1,
+            network_errors=1,
+            other_errors=1,
+            cancelled_count=big,
+            interrupted_count=big,
+        )
+        table = format_table({"n" * 40: m, "small": NodeMetrics()})
+        assert_aligned(table)
+        header, _, first, _ = table.splitlines()
+        row = dict(zip(header.replace(" ms", "_ms").split(), first.split(), strict=True))
+        assert "9.22E" == row["runs"]
+        assert "1P" == row["p50_ms"]
+        assert "0.0%" == row["fail%"]
+
+    def test_one_huge_duration_compacts_only_its_columns(self):
+        """A duration of 1e15 ms turns the duration columns compact, and leaves counts exact."""
+        c = NodeMetricsCollector()
+        c.record_success("fetch", 1e15)
+        c.record_success("fetch", 999_499.0)
+        for _ in range(1234):
+            c.record_retry("fetch")
+        table = format_table(c)
+        assert_aligned(table)
+        assert table.splitlines()[2].split() == [
+            "fetch",
+            "2",
+            "2",
+            "0",
+            "0",
+            "0",
+            "0",
+            "0",
+            "1234",
+            "0",
+            "0",
+            "500T",
+            "900T",
+            "990T",
+            "0.0%",
+        ]
+
+    @pytest.mark.parametrize(
+        ("value", "shown"),
+        [
+            (0, "0"),
+            (999, "999"),
+            (1_234, "1.23k"),
+            (999_499, "999k"),
+            (999_500, "1M"),
+            (12_345_678, "12.3M"),
+            (2**63 - 1, "9.22E"),
+            (1e15, "1P"),
+            (5.5e14, "550T"),
+        ],
+    )
+    def test_compact_notation(self, value, shown):
+        """Compact numbers: 3 significant digits and an SI prefix, at most 5 characters."""
+        assert shown == _compact(value)

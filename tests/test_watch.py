@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import unicodedata
 import urllib.request
 
 from pathlib import Path
@@ -682,3 +683,115 @@ class TestTerminalCleanup:
         thread.start()
         thread.join(timeout=30)
         assert [0] == results
+
+
+def _serve_once(answer: bytes) -> tuple[str, threading.Thread, socket.socket]:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    def serve():
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(answer)
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}/metrics", thread, listener
+
+
+class TestEscapedProblems:
+    @pytest.mark.parametrize(
+        ("answer", "shown"),
+        [
+            (
+                b"HTTP/1.0 500 \x1b]0;owned\x07\x1b[2J\r\nContent-Length: 0\r\n\r\n",
+                "HTTP 500 \\x1b]0;owned\\x07\\x1b[2J",
+            ),
+            (b"\x1b[2J\x1b[1Agarbage\r\n", "BadStatusLine: \\x1b[2J\\x1b[1Agarbage"),
+        ],
+        ids=["reason phrase", "status line"],
+    )
+    def test_server_text_is_escaped(self, answer, shown):
+        """Text from the server reaches the one error line with its control characters escaped."""
+        url, thread, listener = _serve_once(answer)
+        with listener:
+            out, err = io.StringIO(), io.StringIO()
+            code = watch(url, once=True, out=out, err=err)
+            thread.join(timeout=30)
+        assert (2, "") == (code, out.getvalue())
+        assert 1 == len(err.getvalue().splitlines())
+        assert err.getvalue().isprintable() is False  # only its final newline
+        assert err.getvalue()[:-1].isprintable(), err.getvalue()
+        assert shown in err.getvalue()
+
+
+class TestTinyTerminal:
+    @pytest.mark.parametrize(
+        ("columns", "rows", "width", "height"),
+        [(1, 24, 0, 18), (2, 24, 1, 18), (80, 1, 79, 1), (80, 2, 79, 1), (80, 3, 79, 2)],
+    )
+    def test_frame_cut_to_size(self, monkeypatch, columns, rows, width, height):
+        """However small the terminal, no line wraps and the frame never scrolls it."""
+        monkeypatch.setenv("COLUMNS", str(columns))
+        monkeypatch.setenv("LINES", str(rows))
+        table = "node runs\n---- ----\n" + "\n".join(f"node{i} {i}" for i in range(12))
+        out = io.StringIO()
+        _watch._draw(out, "http://127.0.0.1:9464/metrics", 2.0, table, None)
+        frame = out.getvalue().removeprefix("\x1b[H").removesuffix("\x1b[J")
+        lines = frame.split("\x1b[K\n")
+        assert "" == lines.pop()
+        assert height == len(lines)
+        assert width == max(len(line) for line in lines)
+
+    def test_one_row_keeps_the_title(self, monkeypatch):
+        """On a one-row terminal the one line drawn is the title, cut to the width."""
+        monkeypatch.setenv("COLUMNS", "20")
+        monkeypatch.setenv("LINES", "1")
+        out = io.StringIO()
+        _watch._draw(out, "http://h/metrics", 2.0, "node runs\n---- ----\nn 1", None)
+        assert "\x1b[Hnodemetrics watch …\x1b[K\n\x1b[J" == out.getvalue()
+
+
+def display_width(text: str) -> int:
+    """Columns on a terminal: wide East Asian characters take 2, combining marks none."""
+    return sum(
+        0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
+        for c in text
+    )
+
+
+class TestWideCharacters:
+    def test_render_aligns_by_display_width(self):
+        """Wide and combining characters in node names keep the columns aligned on screen."""
+        scrape = _watch.Scrape(
+            nodes={
+                "数据处理节点" * 10: _watch.NodeSample(retries=1.0),
+                "e\u0301" * 40: _watch.NodeSample(retries=2.0),
+                "plain": _watch.NodeSample(retries=3.0),
+            },
+            has_interruptions=False,
+            has_histogram=False,
+            at=0.0,
+        )
+        lines = _watch.render(scrape, None).splitlines()
+        assert 1 == len({display_width(line) for line in lines}), lines
+        assert 32 == display_width(lines[2].split(" ")[0])
+        assert lines[2].startswith("e\u0301" * 31 + "…")
+        assert lines[4].startswith("数据处理节点" * 2 + "数据处" + "… ")
+
+    def test_draw_cuts_by_display_width(self, monkeypatch):
+        """A line of wide characters is cut to the terminal's width in columns, not characters."""
+        monkeypatch.setenv("COLUMNS", "11")
+        monkeypatch.setenv("LINES", "24")
+        out = io.StringIO()
+        _watch._draw(out, "h", 2.0, "数据处理节点数据处理节点", None)
+        lines = out.getvalue().removeprefix("\x1b[H").split("\x1b[K\n")
+        assert "数据处理…" == lines[4]
+
+
+def test_without_standard_error(monkeypatch):
+    """Started without standard error (pythonw), a failed first poll is status 2, no exception."""
+    monkeypatch.setattr(sys, "stderr", None)
+    assert 2 == watch(closed_port_url(), once=True, out=io.StringIO())

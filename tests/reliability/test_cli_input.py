@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import shlex
 import subprocess
 import sys
 import threading
@@ -214,3 +216,87 @@ class TestOddButValid:
         path.write_text(NodeMetricsCollector().to_json())
         assert 0 == main(["show", str(path)])
         assert format_table({}) + "\n" == capsys.readouterr().out
+
+
+def _program(
+    shell_redirects: str, stdin_text: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    command = f"{shlex.quote(sys.executable)} -m nodemetrics show - {shell_redirects}"
+    return subprocess.run(  # noqa: S602 -- a fixed command line, to close fds as a shell does
+        command,
+        shell=True,
+        input=stdin_text,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+class TestMissingStreams:
+    def test_stdin_closed(self):
+        """`show -` with standard input closed (`<&-`) is one line and status 2."""
+        result = _program("<&-")
+        assert (2, "") == (result.returncode, result.stdout)
+        assert "nodemetrics: error: <stdin>: cannot read: standard input is closed\n" == (
+            result.stderr
+        )
+
+    def test_stdin_write_only(self, tmp_path):
+        """`show -` with standard input opened for writing only is one line and status 2."""
+        target = tmp_path / "out"
+        result = _program(f"0>{shlex.quote(str(target))}")
+        assert (2, "") == (result.returncode, result.stdout)
+        assert result.stderr.startswith("nodemetrics: error: <stdin>: cannot read: ")
+        assert 1 == len(result.stderr.splitlines()), result.stderr
+
+    def test_stdout_closed(self):
+        """With standard output closed (`>&-`) the table has nowhere to go: one line, status 2."""
+        result = _program(">&-", stdin_text="{}")
+        assert 2 == result.returncode
+        assert "nodemetrics: error: cannot write: standard output is closed\n" == result.stderr
+
+    @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+    def test_stdout_full(self):
+        """A table that cannot be written (a full disk) is one line and status 2, nothing more."""
+        result = _program("> /dev/full", stdin_text="{}")
+        assert 2 == result.returncode
+        assert "nodemetrics: error: cannot write: No space left on device\n" == result.stderr
+
+    def test_stdin_none_in_process(self, monkeypatch, capsys):
+        """main() with sys.stdin None answers one line and 2."""
+        monkeypatch.setattr(sys, "stdin", None)
+        code = main(["show", "-"])
+        _assert_one_line_error(code, capsys.readouterr(), name="<stdin>")
+
+    @pytest.mark.parametrize("command", [["show", "-"], ["watch", "http://127.0.0.1:1/"]])
+    def test_stdout_and_stderr_none_in_process(self, monkeypatch, command):
+        """With neither output stream (pythonw), main() still returns 2 and raises nothing."""
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"{}")))
+        monkeypatch.setattr(sys, "stdout", None)
+        monkeypatch.setattr(sys, "stderr", None)
+        assert 2 == main(command)
+
+
+class TestEscapedErrorLines:
+    def test_unknown_field_with_terminal_escapes(self, tmp_path, capsys):
+        """An unknown field's name reaches the error line with its control characters escaped."""
+        fields = {**NodeMetrics().to_dict(), "\x1b[2J\x1b]0;owned\x07\nfake": 1}
+        path = tmp_path / "s.json"
+        path.write_text(json.dumps({"a": fields}))
+        code = main(["show", str(path)])
+        captured = capsys.readouterr()
+        _assert_one_line_error(code, captured, name=path)
+        assert captured.err.endswith("no field(s): \\x1b[2J\\x1b]0;owned\\x07\\nfake\n")
+
+    def test_every_error_line_is_printable(self, monkeypatch, capsys):
+        """Whatever a message holds, the line written holds no control character."""
+        monkeypatch.setattr(
+            _cli, "read_snapshot", lambda path: _raise(_cli.SnapshotError("x\x1b[2J\ty\u2028z"))
+        )
+        assert 2 == main(["show", "f"])
+        assert "nodemetrics: error: x\\x1b[2J\\ty\\u2028z\n" == capsys.readouterr().err
+
+
+def _raise(exc: Exception) -> None:
+    raise exc

@@ -15,7 +15,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from loguru import logger
 
-from nodemetrics import ErrorCategory, NodeMetrics, NodeMetricsCollector, classify_error, metered
+from nodemetrics import (
+    ErrorCategory,
+    NodeHistogram,
+    NodeMetrics,
+    NodeMetricsCollector,
+    classify_error,
+    format_table,
+    metered,
+)
 
 
 class Weird:
@@ -285,3 +293,38 @@ class TestClassifierResults:
         valid = valid and isinstance(result, str)
         if not valid:
             assert 1 == m.network_errors  # classify_error decided
+
+
+class _RaisingPair:
+    def __iter__(self):
+        raise RuntimeError("the item's own code ran")
+
+
+def _mapping_of(items):
+    class Items(dict):
+        def items(self):
+            return items
+
+    return Items()
+
+
+class TestMappingItems:
+    @pytest.mark.parametrize(
+        "items",
+        [[(1, 2, 3)], [5], [_RaisingPair()], [("a",)]],
+        ids=["three values", "not iterable", "iteration raises", "one value"],
+    )
+    @pytest.mark.parametrize(
+        ("read", "argument"),
+        [
+            (NodeMetrics.from_dict, "mapping"),
+            (NodeHistogram.from_dict, "mapping"),
+            (format_table, "metrics"),
+        ],
+        ids=["NodeMetrics.from_dict", "NodeHistogram.from_dict", "format_table"],
+    )
+    def test_items_that_are_not_pairs(self, items, read, argument):
+        """A mapping whose items() yields something but (key, value) pairs is refused by name."""
+        with pytest.raises(TypeError) as info:
+            read(_mapping_of(items))
+        assert names_the(argument, info.value), str(info.value)
