@@ -851,6 +851,27 @@ class NodeMetricsCollector:
         """
         return self._read_each(_snapshot_and_histogram, self._read_both_interrupted)
 
+    def _read_all_incarnations(self) -> dict[str, tuple[NodeMetrics, NodeHistogram, int]]:
+        """
+        Return every node's snapshot, histogram and serial, all taken at one instant.
+
+        :meth:`_read_all` with each node's serial, as :meth:`_read_incarnations`
+        reads it (unique in the process): for the Prometheus exporters, which
+        tell a reset node from its counts going on by it.
+        """
+        base = self._serials
+        both = self._read_both_interrupted
+
+        def read(state: _Node) -> tuple[NodeMetrics, NodeHistogram, int]:
+            snapshot = state.snapshot()
+            return snapshot, state.histogram(snapshot), base + state.serial
+
+        def interrupted(state: _Node) -> tuple[NodeMetrics, NodeHistogram, int]:
+            snapshot, histogram = both(state)
+            return snapshot, histogram, base + state.serial
+
+        return self._read_each(read, interrupted)
+
     def _read_both_interrupted(self, state: _Node) -> tuple[NodeMetrics, NodeHistogram]:
         guard = self._guard
         if state is guard.current or state in guard.reading:

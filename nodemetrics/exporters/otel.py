@@ -155,11 +155,19 @@ class OpenTelemetryExporter:
             msg = f"collector must be a NodeMetricsCollector, got {type_name(collector)}"
             raise TypeError(msg)
         provider, get_meter = _meter_provider(meter_provider)
-        keys = (id(provider), _GLOBAL) if meter_provider is None else (id(provider),)
+        # The global provider as such too, when it is this one: an exporter
+        # made on the global provider while it was the API's proxy reports
+        # to the provider set later, under another id().
+        keys = (
+            (id(provider), _GLOBAL)
+            if meter_provider is None or metrics.get_meter_provider() is provider
+            else (id(provider),)
+        )
         self._collector = collector
         # Each execution made while this thread held the lock, for the holder.
         self._queue: deque[tuple[str, float]] = deque()
-        instruments, new = _claim(self, provider, keys, collector.buckets)
+        which = "meter_provider" if meter_provider is not None else "meter_provider (None: global)"
+        instruments, new = _claim(self, provider, keys, collector.buckets, which)
         self._instruments = instruments
         # The provider's lock, with the collector's protocol (see
         # nodemetrics._sync): released by a written-out `finally`, made free again in
@@ -440,10 +448,13 @@ def _claim(
     provider: object,
     keys: tuple[int, ...],
     bounds: tuple[float, ...],
+    which: str,
 ) -> tuple[_Instruments, bool]:
     """
     Make *exporter* the owner of *provider*'s instruments, new ones if it has none.
 
+    *keys* are the provider's keys in :data:`_PROVIDERS`: its ``id()``, and
+    :data:`_GLOBAL` if it is the global provider; *which* names it in an error.
     Returns the instruments and whether they are new (still to be created).
     The registry's lock is held only for these few dict operations, which
     run no user code; a weak reference's callback never takes it.
@@ -460,7 +471,6 @@ def _claim(
         ]
         for instruments in found:
             if instruments.owner is not None:
-                which = "meter_provider" if keys[-1] != _GLOBAL else "meter_provider (None: global)"
                 msg = (
                     f"{which} already has a live exporter, {instruments.owner!r}: OpenTelemetry"
                     " would drop this one's callbacks; close() that one first, or give each"

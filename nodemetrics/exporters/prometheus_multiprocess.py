@@ -23,8 +23,9 @@ lock around a sync (the background thread, an explicit :meth:`sync` and the
 exit hook take turns; one that cannot get the lock within a second, such as
 a sync from a signal handler that interrupted another, gives up and leaves
 the work to the next). A sync reads the collector once
-(``collector._read_all()``, one instant) and increments each mirrored series
-by what its node gained since the previous sync. After ``os.fork()`` the
+(``collector._read_all_incarnations()``, one instant, with each node's
+serial) and increments each mirrored series by what its node gained since
+the previous sync, or by all it has if the node was reset since. After ``os.fork()`` the
 child keeps nothing the parent counted: it takes the collector's state at
 the fork as its starting point and restarts its thread if the parent had
 one, so the parent's counts are never mirrored twice. A sync enters
@@ -97,10 +98,11 @@ class MultiProcessSync:
     window's quantiles and the last duration belong to one process and are
     not mirrored.
 
-    Mirrored series only grow: a node reset between two syncs is seen as the
-    node starting again from zero, and its later executions are added on top
-    (a reset followed, before the next sync, by more executions than the
-    node had is read as growth, so the difference is lost).
+    Mirrored series only grow: a node reset between two syncs is told for
+    certain (the collector reads each node's serial with its snapshot, and
+    a reset node recorded again is a new one), and all its later executions
+    are added on top. What the node recorded between the previous sync and
+    its reset is not mirrored.
 
     Most code calls :func:`start_multiprocess_sync` instead.
 
@@ -151,10 +153,12 @@ class MultiProcessSync:
         self._client = Guard()
         # By node: what was mirrored (counts, then the sum in ms), and the
         # increment of each mirrored series in the same order.
-        self._seen: dict[str, tuple[tuple[int, ...], float]] = {}
+        self._seen: dict[str, tuple[tuple[int, ...], float, int]] = {}
         self._series: dict[str, tuple[Any, ...]] = {}
         self._interval_s = 0.0
         self._stop = threading.Event()
+        # Set to make the thread wait afresh: stopped, or a new interval.
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         p = f"{namespace}_node_"
         # Under the collectors' registry lock, which their fork hook takes
@@ -235,9 +239,11 @@ class MultiProcessSync:
         finally:
             self._lock.release()
 
-    def _state(self) -> dict[str, tuple[tuple[int, ...], float]]:
+    def _state(self) -> dict[str, tuple[tuple[int, ...], float, int]]:
         state = {}
-        for node, (m, h) in self._collector._read_all().items():  # noqa: SLF001 -- one instant
+        # One instant, with each node's serial, which a reset changes.
+        read = self._collector._read_all_incarnations()  # noqa: SLF001
+        for node, (m, h, serial) in read.items():
             counts = (
                 m.success_count,
                 m.failure_count,
@@ -250,7 +256,7 @@ class MultiProcessSync:
                 m.interrupted_count,
                 *h.counts,
             )
-            state[node] = (counts, h.sum_ms)
+            state[node] = (counts, h.sum_ms, serial)
         return state
 
     def _sync(self) -> None:
@@ -258,12 +264,14 @@ class MultiProcessSync:
         seen = self._seen
         for node in [node for node in seen if node not in state]:
             del seen[node]  # reset: it starts again from zero
-        for node, (counts, sum_ms) in state.items():
+        for node, reading in state.items():
             before = seen.get(node)
-            if before == (counts, sum_ms):
+            if before == reading:
                 continue
-            if before is None or sum_ms < before[1] or any(map(int.__lt__, counts, before[0])):
-                before = ((0,) * len(counts), 0.0)
+            counts, sum_ms, serial = reading
+            if before is None or before[2] != serial:
+                # New, or reset since (a new incarnation): all of it is new.
+                before = ((0,) * len(counts), 0.0, serial)
             with self._client.lock:
                 series = self._series.get(node)
                 if series is None:
@@ -273,7 +281,7 @@ class MultiProcessSync:
                         inc(now - then)
                 if sum_ms != before[1]:
                     series[-1]((sum_ms - before[1]) / 1000)
-            seen[node] = (counts, sum_ms)
+            seen[node] = reading
 
     def _series_of(self, node: str) -> tuple[Any, ...]:
         # Once per node (the series are cached), so the label is computed here.
@@ -299,7 +307,8 @@ class MultiProcessSync:
 
         The exit sync runs at interpreter exit (``atexit``) and when a
         :mod:`multiprocessing` worker ends normally (which skips ``atexit``).
-        Starting twice changes only the interval. Thread-safe.
+        Starting a running sync again changes only the interval, at once:
+        the next sync comes *interval_s* seconds after this call. Thread-safe.
 
         Raises:
             TypeError: *interval_s* is not a real number.
@@ -313,9 +322,12 @@ class MultiProcessSync:
         with _sync.REGISTRY_LOCK:
             self._interval_s = interval
             if self._thread is not None and self._thread.is_alive():
+                # It waits out the interval it had: it waits afresh, with this one.
+                self._wake.set()
                 return
             first = self._thread is None
             self._stop.clear()
+            self._wake.clear()
             self._thread = threading.Thread(
                 target=self._run, name="nodemetrics-multiprocess-sync", daemon=True
             )
@@ -335,12 +347,21 @@ class MultiProcessSync:
         multiprocessing.util.Finalize(None, self.stop, exitpriority=100)
 
     def _run(self) -> None:
-        while not self._stop.wait(self._interval_s):
+        wake, stop = self._wake, self._stop
+        while True:
+            woken = wake.wait(self._interval_s)
+            if stop.is_set():
+                return
+            if woken:
+                # A new interval: wait it from now.
+                wake.clear()
+                continue
             self.sync()
 
     def stop(self) -> None:
         """Stop the background thread, if any, then sync one last time. Idempotent."""
         self._stop.set()
+        self._wake.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)
@@ -351,6 +372,7 @@ class MultiProcessSync:
         self._seen = self._state()
         if self._thread is not None and not self._stop.is_set():
             # The thread did not survive the fork; its exit hooks did.
+            self._wake = threading.Event()
             self._thread = threading.Thread(
                 target=self._run, name="nodemetrics-multiprocess-sync", daemon=True
             )
