@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import errno
 import io
 import json
 import runpy
@@ -235,3 +236,33 @@ class TestInProcess:
 
         monkeypatch.setattr(sys, "stdin", type("Stdin", (), {"buffer": Keyboard()})())
         assert 130 == main(["show", "-"])
+
+    def test_unreadable_stdin(self, monkeypatch, capsys):
+        """Standard input that fails to read (open for writing only) is one line and status 2."""
+
+        class WriteOnly:
+            def read(self, size):
+                raise OSError(errno.EBADF, "Bad file descriptor")
+
+        monkeypatch.setattr(sys, "stdin", type("Stdin", (), {"buffer": WriteOnly()})())
+        assert 2 == main(["show", "-"])
+        assert "nodemetrics: error: <stdin>: cannot read: Bad file descriptor\n" == (
+            capsys.readouterr().err
+        )
+
+    def test_unwritable_stdout(self, snapshot, monkeypatch):
+        """An output that cannot be written (a full disk) is one line and status 2."""
+
+        class Full(io.StringIO):
+            def write(self, text):
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+            def fileno(self):
+                raise io.UnsupportedOperation
+
+        _, path = snapshot
+        err = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", err)
+        monkeypatch.setattr(sys, "stdout", Full())
+        assert 2 == main(["show", str(path)])
+        assert "nodemetrics: error: cannot write: No space left on device\n" == err.getvalue()

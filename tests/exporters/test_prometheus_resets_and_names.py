@@ -15,6 +15,7 @@ import threading
 
 import pytest
 
+from _internals import holding_lock
 from exporters.conftest import find_binary, http_get
 from prometheus_client import CollectorRegistry, generate_latest, push_to_gateway
 from prometheus_client.parser import text_string_to_metric_families
@@ -313,3 +314,42 @@ class TestCollidingNames:
             if s.labels.get("job") == "collide"
         }
         assert 2 == values[(f"{P}duration_seconds_count", "bad\\udcff")]
+
+
+class TestScrapeFromInside:
+    def test_a_scrape_interrupting_one_writes_the_last_scrapes_samples(self):
+        """
+        A scrape from a signal handler or finalizer that interrupted a scrape
+        in its own thread (which holds the exporter's lock) waits for nothing
+        and writes what the last scrape wrote, whole, collisions summed.
+        """
+        c = NodeMetricsCollector()
+        exporter = PrometheusExporter(c)
+        registry = CollectorRegistry()
+        registry.register(exporter)
+        for name in ("n", "bad\udcff", "bad\\udcff"):
+            c.record_success(name, 1.0)
+        first = samples(registry)
+        c.record_success("n", 2.0)
+        with exporter._guard.lock:
+            inside = samples(registry)
+        assert first == inside
+        assert 2 == inside[key(f"{P}executions_total", node="bad\\udcff", outcome="success")]
+        assert 2 == samples(registry)[SUCCESSES]
+
+    def test_a_scrape_while_this_thread_holds_the_collectors_lock(self):
+        """
+        A scrape from a signal handler that interrupted a recording of its own
+        thread reads the collector aside, at once, with every node's serial:
+        a reset node still goes on from what was written.
+        """
+        c = NodeMetricsCollector()
+        registry = exported(c)
+        for _ in range(5):
+            c.record_success("n", 1.0)
+        samples(registry)
+        c.reset_node_metrics("n")
+        c.record_success("n", 1.0)
+        with holding_lock(c):
+            inside = samples(registry)
+        assert 6 == inside[SUCCESSES]

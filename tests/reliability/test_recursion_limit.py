@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any
 
 import pytest
 
-from nodemetrics import NodeMetricsCollector, metered
+from nodemetrics import NodeMetricsCollector, _instrument, metered
 
 
 LIMIT = 300
@@ -124,3 +125,57 @@ def test_async_metered_unbounded_recursion_raises_the_nodes_own_error(low_limit:
     assert caught.value is first[0]
     m = c.get_node_metrics("walk")
     assert calls[0] - 20 <= m.failure_count <= calls[0]
+
+
+def overflow(*_args: object) -> None:
+    raise RecursionError("maximum recursion depth exceeded")
+
+
+class Stop(BaseException):
+    """What a node raises to be cancelled (as a KeyboardInterrupt would be)."""
+
+
+def node_of(kind: str, outcome: str, c: NodeMetricsCollector) -> Callable[[], object]:
+    """Call a metered node of *kind* (sync, async, or sync returning a coroutine) once."""
+
+    def body() -> str:
+        if outcome == "fail":
+            raise ValueError("node failed")
+        if outcome == "cancel":
+            raise Stop
+        return "ok"
+
+    async def abody() -> str:
+        return body()
+
+    def returns_coroutine() -> Coroutine[Any, Any, str]:
+        return abody()
+
+    if kind == "sync":
+        return metered("n", collector=c)(body)
+    wrapped = metered("n", collector=c)(abody if kind == "async" else returns_coroutine)
+    return lambda: asyncio.run(wrapped())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", ["sync", "async", "returned coroutine"])
+@pytest.mark.parametrize("outcome", ["ok", "fail", "cancel"])
+def test_every_fallback_lets_the_outcome_through_when_it_overflows(
+    monkeypatch: pytest.MonkeyPatch, kind: str, outcome: str
+) -> None:
+    # Each call a wrapper makes after the node (to record, or to log that
+    # recording failed) overflows, as it may at the recursion limit: the
+    # node's own result or exception still reaches its caller.
+    for name in ("_record_failure", "_record_cancellation", "record_timed", "log_record_failed"):
+        monkeypatch.setattr(_instrument, name, overflow)
+    c = NodeMetricsCollector()
+    run = node_of(kind, outcome, c)
+    if outcome == "ok":
+        assert run() == "ok"
+    elif outcome == "fail":
+        with pytest.raises(ValueError, match="^node failed$"):
+            run()
+    else:
+        with pytest.raises(Stop):
+            run()
+    # Nothing recorded: every recording overflowed.
+    assert c.get_all_node_metrics() == {}
