@@ -263,9 +263,13 @@ class NodeMetricsCollector:
             if guard.current is not None:
                 # Another thread's call was cut short while we waited.
                 events = self._settle()
-                more = self._apply(node, duration_ms, SUCCESS)
-                if more:
-                    events = more if events is None else events + more
+                if guard.pending:
+                    # More were queued than one call applies: after them.
+                    guard.defer((node, duration_ms, SUCCESS))
+                else:
+                    more = self._apply(node, duration_ms, SUCCESS)
+                    if more:
+                        events = more if events is None else events + more
             else:
                 state = self._nodes.get(node)
                 if state is None:
@@ -472,7 +476,13 @@ class NodeMetricsCollector:
             if not lock.acquire(False):
                 take(guard)
             events = self._settle() if guard.current is not None or guard.pending else None
-            more = self._apply(node, value, kind)
+            if guard.pending:
+                # More were queued than one call applies (_DRAIN_MAX): this
+                # one goes after them, never ahead.
+                guard.defer((node, value, kind))
+                more = None
+            else:
+                more = self._apply(node, value, kind)
         finally:
             try:
                 lock.release()

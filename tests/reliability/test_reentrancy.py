@@ -247,3 +247,28 @@ def test_a_read_applies_every_queued_recording_however_many(read):
             c.record_success("n", 1.0)
         assert c._guard.pending
     assert read(c) == queued
+
+
+@pytest.mark.parametrize("direct", ["record_success", "record_failure", "reset_node_metrics"])
+def test_a_recording_never_overtakes_more_queued_than_a_call_applies(direct):
+    """
+    More recordings are queued (by code that interrupted its own thread's
+    recording) than one call applies (512), the last of them a reset; the
+    next recording of the thread goes after every one of them, not ahead of
+    the rest, where the queued reset would wipe it.
+    """
+    c = NodeMetricsCollector()
+    queued = 1_500
+    with holding_lock(c):
+        for _ in range(queued):
+            c.record_success("n", 1.0)
+        if direct != "reset_node_metrics":
+            c.reset_node_metrics("n")
+    if direct == "reset_node_metrics":
+        # A reset after the queue forgets every queued recording.
+        c.reset_node_metrics("n")
+        assert "n" not in c.get_all_node_metrics()
+        return
+    getattr(c, direct)("n", 9.0)
+    m = c.get_node_metrics("n")
+    assert (1, 9.0) == (m.total_executions, m.last_execution_ms)
