@@ -21,7 +21,7 @@ import stat
 import sys
 
 from collections.abc import Sequence
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 from ._display import printable
 from ._metrics import NodeMetrics
@@ -198,8 +198,17 @@ def _version() -> str:
     return f"nodemetrics {__version__}"
 
 
+class _Parser(argparse.ArgumentParser):
+    # argparse quotes the arguments it refuses in its error line: escaped,
+    # as any text from outside is (see printable), so that one cannot drive
+    # the terminal. Its subcommands' parsers are of this class too.
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {printable(message)}\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="nodemetrics",
         description=(
             "Look at nodemetrics: a saved snapshot (show) or a running process's "
@@ -327,5 +336,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (`| head`): say nothing more, as cat does.
         _silence_stdout()
         return 0
+    except OSError as e:
+        # What reaches here is a write that failed (watch's frames on a full
+        # disk, say): reading and the network are handled where they happen.
+        _error(f"cannot write: {e.strerror or e}")
+        _silence_stdout()
+        return 2
     except KeyboardInterrupt:
         return 130

@@ -15,7 +15,7 @@ import attrs
 from . import _sync
 from ._classify import ErrorCategory, classify_error
 from ._histogram import DEFAULT_BUCKETS_MS, NodeHistogram, _trusted, check_buckets
-from ._log import log
+from ._log import log, log_record_failed
 from ._metrics import EMPTY, NodeMetrics
 from ._node import CANCEL, INTERRUPT, RESET, RETRY, SUCCESS, _Node
 from ._sync import BUSY, Events, Guard, fire, make_way, take, unheld, wait_for
@@ -972,7 +972,15 @@ class NodeMetricsCollector:
         record_retry = self.record_retry
 
         def before_sleep_record_retry(retry_state: tenacity.RetryCallState) -> None:
-            record_retry(node, retry_state.attempt_number)
+            # As @metered's recordings: a failure, or the recursion limit
+            # (where even the log can fail), never reaches the retrying.
+            try:
+                record_retry(node, retry_state.attempt_number)
+            except Exception:  # noqa: BLE001 -- recording must never break the node
+                try:  # noqa: SIM105 -- suppress() needs a frame
+                    log_record_failed(node)
+                except Exception:  # noqa: BLE001, S110 -- the recursion limit
+                    pass
 
         return before_sleep_record_retry
 

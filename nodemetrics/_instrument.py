@@ -136,7 +136,7 @@ def _wrap_async(func: Callable[P, T], node: str, collector: NodeMetricsCollector
     return cast("Callable[P, T]", metered_coroutine)
 
 
-def _wrap(func: Callable[P, T], node: str, collector: NodeMetricsCollector) -> Callable[P, T]:
+def _wrap(func: Callable[P, T], node: str, collector: NodeMetricsCollector) -> Callable[P, T]:  # noqa: C901 -- every fallback in line (see _record_failure)
     if _is_async(func):
         return _wrap_async(func, node, collector)
 
@@ -163,7 +163,10 @@ def _wrap(func: Callable[P, T], node: str, collector: NodeMetricsCollector) -> C
         # cheapest check on the hottest path.
         if type(result) is CoroutineType:
             coro = cast("CoroutineType[Any, Any, Any]", result)
-            return cast("T", _awaiting(coro, node, collector))
+            try:
+                return cast("T", _awaiting(coro, node, collector))
+            except Exception:  # noqa: BLE001 -- the recursion limit: the coroutine, untimed
+                return result
         try:
             record_timed(collector, node, (perf_counter_ns() - start) / 1e6)
         except Exception:  # noqa: BLE001 -- recording must never break the node

@@ -266,3 +266,13 @@ class TestInProcess:
         monkeypatch.setattr(sys, "stdout", Full())
         assert 2 == main(["show", str(path)])
         assert "nodemetrics: error: cannot write: No space left on device\n" == err.getvalue()
+
+
+def test_refused_arguments_are_escaped_in_the_error_line(capsys):
+    """argparse's error line quotes what it refuses: escaped, it cannot drive the terminal."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["show", "snapshot.json", "\x1b[2J\x07"])
+    assert 2 == exit_.value.code
+    err = capsys.readouterr().err
+    assert err.endswith("nodemetrics: error: unrecognized arguments: \\x1b[2J\\x07\n")
+    assert "\x1b" not in err

@@ -258,6 +258,25 @@ class TestAgainstExporter:
             table["once"]["p50_ms"],
         )
 
+    def test_a_full_standard_output_is_one_line_and_status_2(self, server):
+        """--once to a full disk (/dev/full): one line on standard error, status 2, no traceback."""
+        if not os.path.exists("/dev/full"):  # noqa: PTH110
+            pytest.skip("needs /dev/full")
+        server.send(op="success", node="full", ms=2.0)
+        with open("/dev/full", "w") as full:  # noqa: PTH123
+            result = subprocess.run(  # noqa: S603 -- our own interpreter
+                [sys.executable, "-m", "nodemetrics", "watch", server.metrics, "--once"],
+                stdout=full,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+        assert (2, "nodemetrics: error: cannot write: No space left on device\n") == (
+            result.returncode,
+            result.stderr,
+        )
+
     def test_not_a_terminal_prints_a_table_per_poll_until_ctrl_c(self, server):
         """Piped output gets one table per poll; SIGINT ends it with status 0."""
         server.send(op="success", node="piped", ms=1.0)

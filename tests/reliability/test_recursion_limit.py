@@ -9,8 +9,9 @@ from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import pytest
+import tenacity
 
-from nodemetrics import NodeMetricsCollector, _instrument, metered
+from nodemetrics import NodeMetricsCollector, _collector, _instrument, metered
 
 
 LIMIT = 300
@@ -179,3 +180,45 @@ def test_every_fallback_lets_the_outcome_through_when_it_overflows(
             run()
     # Nothing recorded: every recording overflowed.
     assert c.get_all_node_metrics() == {}
+
+
+def test_a_returned_coroutine_goes_through_untimed_when_its_stand_in_overflows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Making the stand-in that times the await needs frames too: without
+    # them, the caller gets the node's own coroutine, untimed.
+    monkeypatch.setattr(_instrument, "_awaiting", overflow)
+    c = NodeMetricsCollector()
+    made: list[Coroutine[Any, Any, str]] = []
+
+    async def work() -> str:
+        return "ok"
+
+    @metered("n", collector=c)
+    def node() -> Coroutine[Any, Any, str]:
+        made.append(work())
+        return made[0]
+
+    returned = node()
+    assert returned is made[0]
+    assert asyncio.run(returned) == "ok"  # type: ignore[arg-type]
+    assert c.get_all_node_metrics() == {}
+
+
+def test_the_retry_hook_lets_the_retrying_through_when_it_overflows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(NodeMetricsCollector, "record_retry", overflow)
+    monkeypatch.setattr(_collector, "log_record_failed", overflow)
+    c = NodeMetricsCollector()
+    attempts = [0]
+
+    @tenacity.retry(stop=tenacity.stop_after_attempt(3), before_sleep=c.retry_hook("n"))
+    def flaky() -> str:
+        attempts[0] += 1
+        if attempts[0] < 3:
+            raise ConnectionError
+        return "ok"
+
+    assert flaky() == "ok"
+    assert attempts[0] == 3
