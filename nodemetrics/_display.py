@@ -2,7 +2,9 @@
 Text as a terminal shows it: control characters escaped, width in columns, cut to a width.
 
 A terminal gives a wide East Asian character (``east_asian_width`` ``W`` or
-``F``) two columns, and a combining mark (category ``Mn`` or ``Me``) none,
+``F``) two columns, and a combining mark (category ``Mn`` or ``Me``) or a
+Hangul vowel or final consonant jamo none (a character of ambiguous width,
+``A``, takes one, as terminals outside CJK locales show it),
 so ``len()`` says nothing about how wide a cell is. Other zero-width
 characters (``Cf``: a zero-width space, a soft hyphen) are not printable,
 so :func:`printable` escapes them first. These helpers are what the table
@@ -33,7 +35,12 @@ def printable(text: str) -> str:
 def _columns(char: str) -> int:
     if unicodedata.east_asian_width(char) in "WF":
         return 2
-    if unicodedata.category(char) in _COMBINING:
+    # A Hangul syllable spelled out in jamo (as macOS writes file names)
+    # takes the two columns of its leading consonant: its vowel and final
+    # consonant, letters of their own to unicodedata, take none.
+    if unicodedata.category(char) in _COMBINING or "\u1160" <= char <= "\u11ff":
+        return 0
+    if "\ud7b0" <= char <= "\ud7ff":
         return 0
     return 1
 

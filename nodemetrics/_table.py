@@ -52,14 +52,21 @@ def _ms(value: float | None) -> str:
 def _compact(value: float) -> str:
     # At most 5 characters for any count up to 2**63 - 1 ("9.22E") and any
     # duration up to 1e15 ms ("1P"): 3 significant digits and an SI prefix.
+    # The prefix is chosen by comparing the value itself, an exact int for a
+    # count, with 999.5 times a power of 1,000 (exact as a float for each of
+    # them): a count above 2**53 divided first would be rounded, and one just
+    # under a boundary could take the next prefix.
+    scale = 1
     suffix = ""
     for prefix in _SUFFIXES:
-        if value < 999.5:
+        if value < 999.5 * scale:
             break
-        value /= 1000
+        scale *= 1000
         suffix = prefix
-    # Rounding up past 999.5 moved up a prefix: 0.9995 and above shows as 1.
-    return f"{max(value, 1.0) if suffix else value:.3g}{suffix}"
+    # Below 999.5 the 3 digits are at most 999 (the division's rounding must
+    # not make it 999.5, "1e+03"); past a boundary, at least 1.
+    scaled = min(value / scale, 999.4)
+    return f"{max(scaled, 1.0) if suffix else scaled:.3g}{suffix}"
 
 
 def _row(node: str, m: NodeMetrics, compact: set[int]) -> list[str]:

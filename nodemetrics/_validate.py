@@ -254,10 +254,17 @@ def read_items(argument: str, mapping: object) -> list[tuple[object, object]]:
         TypeError: Reading *mapping* raised, or gave an item that is not a pair.
     """
     try:
-        return [(key, value) for key, value in mapping.items()]  # type: ignore[attr-defined]
+        items = list(mapping.items())  # type: ignore[attr-defined]
     except Exception as exc:  # noqa: BLE001 -- a foreign mapping may raise anything
         msg = f"{argument} could not be read: {safe_repr(exc)}"
         raise TypeError(msg) from None
+    # A pair is a tuple of two, as every mapping's items() gives: a str of
+    # two characters, or a mapping of two keys, would unpack but is not one.
+    for item in items:
+        if type(item) is not tuple or len(item) != 2:
+            msg = f"{argument} must give (key, value) pairs from items(), got {type_name(item)}"
+            raise TypeError(msg)
+    return items
 
 
 def fields_of(kind: str, names: tuple[str, ...], mapping: object) -> dict[str, Any]:

@@ -34,8 +34,10 @@ class TestWidth:
             ("\uff46\uff55\uff4c\uff4c", 8),
             ("e\u0301", 1),
             ("\u20dd", 0),
+            ("\u1100\u1161\u11a8\u1100\u1161", 4),
+            ("\u1100\ud7b0", 2),
         ],
-        ids=["empty", "ascii", "wide", "fullwidth", "combining", "enclosing"],
+        ids=["empty", "ascii", "wide", "fullwidth", "combining", "enclosing", "jamo", "jamo-ext"],
     )
     def test_columns_on_a_terminal(self, text, columns):
         """Wide and fullwidth characters take two columns, combining marks none."""
@@ -57,6 +59,8 @@ class TestCut:
             ("数据处理", 2, "…"),
             ("e\u0301e\u0301e\u0301", 3, "e\u0301e\u0301e\u0301"),
             ("e\u0301e\u0301e\u0301e", 3, "e\u0301e\u0301…"),
+            # A Hangul syllable in jamo is cut whole, never between its jamo.
+            ("\u1100\u1161\u11a8\u1100\u1161\u11a8", 3, "\u1100\u1161\u11a8…"),
         ],
     )
     def test_cut_to_columns(self, text, columns, shown):

@@ -248,6 +248,12 @@ class TestDisplayWidth:
             (2**63 - 1, "9.22E"),
             (1e15, "1P"),
             (5.5e14, "550T"),
+            # Above 2**53: exact ints just under a boundary keep their prefix.
+            (999_499_999_999_999_938, "999P"),
+            (999_499_999_999_999_999, "999P"),
+            (999_500_000_000_000_000, "1E"),
+            (999.4999999999999, "999"),
+            (999.5, "1k"),
         ],
     )
     def test_compact_notation(self, value, shown):

@@ -311,8 +311,16 @@ def _mapping_of(items):
 class TestMappingItems:
     @pytest.mark.parametrize(
         "items",
-        [[(1, 2, 3)], [5], [_RaisingPair()], [("a",)]],
-        ids=["three values", "not iterable", "iteration raises", "one value"],
+        [[(1, 2, 3)], [5], [_RaisingPair()], [("a",)], ["ab"], [b"ab"], [{"a": 1, "b": 2}]],
+        ids=[
+            "three values",
+            "not iterable",
+            "iteration raises",
+            "one value",
+            "str",
+            "bytes",
+            "dict",
+        ],
     )
     @pytest.mark.parametrize(
         ("read", "argument"),
