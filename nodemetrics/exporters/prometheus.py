@@ -380,7 +380,10 @@ class PrometheusExporter:
         cache = self._cache
         by_label: dict[str, list[str]] = {}
         for node, label in list(self._escaped.items()):
-            by_label.setdefault(label, []).append(node)
+            # Only names with an entry: a scrape cut short (a signal
+            # handler's exception) may have listed a name it never cached.
+            if node in cache:
+                by_label.setdefault(label, []).append(node)
         groups: dict[str, list[str]] = {}
         for label, nodes in by_label.items():
             if label in cache:

@@ -328,10 +328,13 @@ class MultiProcessSync:
             first = self._thread is None
             self._stop.clear()
             self._wake.clear()
-            self._thread = threading.Thread(
+            # Started before it is published: a stop() in another thread
+            # (which takes no lock) joins only a thread that has started.
+            thread = threading.Thread(
                 target=self._run, name="nodemetrics-multiprocess-sync", daemon=True
             )
-            self._thread.start()
+            thread.start()
+            self._thread = thread
             if first:
                 atexit.register(self.stop)
                 self._finalize_at_worker_exit()
@@ -373,10 +376,11 @@ class MultiProcessSync:
         if self._thread is not None and not self._stop.is_set():
             # The thread did not survive the fork; its exit hooks did.
             self._wake = threading.Event()
-            self._thread = threading.Thread(
+            thread = threading.Thread(
                 target=self._run, name="nodemetrics-multiprocess-sync", daemon=True
             )
-            self._thread.start()
+            thread.start()
+            self._thread = thread
 
 
 def start_multiprocess_sync(

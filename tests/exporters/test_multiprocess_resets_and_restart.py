@@ -81,3 +81,37 @@ class TestRestart:
             sync.stop()
         assert sync._thread is not None
         assert not sync._thread.is_alive()
+
+    def test_stop_while_another_thread_starts(self, monkeypatch):
+        """
+        stop() lands while start() in another thread has made its thread but
+        not started it yet: stop() neither raises nor misses its last sync,
+        and no thread is left running.
+        """
+        c = NodeMetricsCollector()
+        sync = MultiProcessSync(c, registry=CollectorRegistry())
+        real_start = threading.Thread.start
+        making = threading.Event()
+        stopped = threading.Event()
+
+        def held_start(thread: threading.Thread) -> None:
+            if thread.name == "nodemetrics-multiprocess-sync":
+                making.set()
+                assert stopped.wait(30)
+            real_start(thread)
+
+        monkeypatch.setattr(threading.Thread, "start", held_start)
+        starter = threading.Thread(target=sync.start, args=(600,))
+        real_start(starter)
+        try:
+            assert making.wait(30)
+            c.record_success("n", 1.0)
+            sync.stop()  # raised "cannot join thread before it is started"
+            assert "n" in sync._seen  # its last sync ran
+        finally:
+            stopped.set()
+            starter.join(30)
+            monkeypatch.undo()
+            sync.stop()
+        assert sync._thread is not None
+        assert not sync._thread.is_alive()

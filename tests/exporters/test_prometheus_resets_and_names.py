@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, generate_latest, push_to_gatewa
 from prometheus_client.parser import text_string_to_metric_families
 
 from nodemetrics import NodeMetricsCollector
+from nodemetrics.exporters import prometheus as prometheus_exporter
 from nodemetrics.exporters.prometheus import PrometheusExporter
 
 
@@ -353,3 +354,55 @@ class TestScrapeFromInside:
         with holding_lock(c):
             inside = samples(registry)
         assert 6 == inside[SUCCESSES]
+
+
+class TestCutShort:
+    """A scrape cut short (by a signal handler's exception) while it builds a new escaped name."""
+
+    @staticmethod
+    def arm(monkeypatch, action):
+        """Run *action* once, on entering the next family's samples to build."""
+        real = prometheus_exporter._family_samples
+        armed = [True]
+
+        def wrapped(*args):
+            if armed[0]:
+                armed[0] = False
+                action()
+            return real(*args)
+
+        monkeypatch.setattr(prometheus_exporter, "_family_samples", wrapped)
+
+    def test_later_scrapes_still_work(self, monkeypatch):
+        """
+        The name, listed as escaped but never cached, then reset: later
+        scrapes write every other name, and the name once it records again.
+        """
+        c = NodeMetricsCollector()
+        registry = exported(c)
+        c.record_success("bad\\udcff", 5.0)
+        samples(registry)
+        c.record_success("bad\udcff", 5.0)
+
+        def interrupt():
+            raise KeyboardInterrupt
+
+        self.arm(monkeypatch, interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            samples(registry)
+        c.reset_node_metrics("bad\udcff")
+        label = key(f"{P}executions_total", node="bad\\udcff", outcome="success")
+        assert 1 == samples(registry)[label]
+        c.record_success("bad\udcff", 5.0)
+        assert 2 == samples(registry)[label]
+
+    def test_a_scrape_nested_at_that_point_writes_the_last_scrape(self, monkeypatch):
+        c = NodeMetricsCollector()
+        registry = exported(c)
+        c.record_success("bad\\udcff", 5.0)
+        first = samples(registry)
+        c.record_success("bad\udcff", 5.0)
+        nested = []
+        self.arm(monkeypatch, lambda: nested.append(samples(registry)))
+        samples(registry)
+        assert [first] == nested
