@@ -73,8 +73,11 @@ answer). If it holds it already:
 
 - a recording (or a reset) is appended to ``guard.pending`` and the call
   returns at once; the next call that takes the lock applies the queue
-  first, in order (reads always do), and while it waits, every recording
-  takes this slow path so that none overtakes it;
+  first, in order, and while it waits, every recording takes this slow path
+  so that none overtakes it. A read applies all that was queued when it
+  took the lock; a recording applies at most 512 (``_DRAIN_MAX``, so that
+  recorders queueing without end cannot keep one call applying for ever)
+  and, if some are left, queues itself behind them;
 - a read reads without touching what the interrupted call is changing: every
   node as it is, except ``guard.current``, the node that call was changing,
   which is read as it was last read (the snapshot that was current before,
