@@ -195,6 +195,19 @@ FAILURE_FIELDS: tuple[tuple[str, str], ...] = (
     ("network", "network_errors"),
     ("other", "other_errors"),
 )
+#: The count fields, in the order the table shows them: the executions, by
+#: outcome, by failure category, then retries, cancellations, interruptions.
+COUNT_FIELDS: tuple[str, ...] = (
+    "total_executions",
+    "success_count",
+    "failure_count",
+    *(field for _, field in FAILURE_FIELDS),
+    "retry_count",
+    "cancelled_count",
+    "interrupted_count",
+)
+#: A snapshot's counts, as a tuple in the order of :data:`COUNT_FIELDS`.
+counts_of: Callable[[NodeMetrics], tuple[int, ...]] = operator.attrgetter(*COUNT_FIELDS)
 #: Each percentile field with its quantile as exporters label it.
 QUANTILE_FIELDS: tuple[tuple[str, str], ...] = (("0.5", "p50"), ("0.9", "p90"), ("0.99", "p99"))
 _FIELD_SET = frozenset(_FIELD_NAMES)

@@ -7,7 +7,7 @@ from typing import cast
 
 from ._collector import NodeMetricsCollector
 from ._display import cut, ljust, printable, width
-from ._metrics import NodeMetrics
+from ._metrics import NodeMetrics, counts_of
 from ._validate import read_items, type_name
 
 
@@ -71,20 +71,8 @@ def _compact(value: float) -> str:
 
 def _row(node: str, m: NodeMetrics, compact: set[int]) -> list[str]:
     rate = f"{m.failure_count / m.total_executions:.1%}" if m.total_executions else "-"
-    counts = (
-        m.total_executions,
-        m.success_count,
-        m.failure_count,
-        m.timeout_errors,
-        m.validation_errors,
-        m.network_errors,
-        m.other_errors,
-        m.retry_count,
-        m.cancelled_count,
-        m.interrupted_count,
-    )
     cells = [cut(printable(node), _MAX_NODE_WIDTH)]
-    for i, count in enumerate(counts, start=_COUNTS.start):
+    for i, count in enumerate(counts_of(m), start=_COUNTS.start):
         cells.append(_compact(count) if i in compact else str(count))
     for i, ms in enumerate((m.p50, m.p90, m.p99), start=_DURATIONS.start):
         cells.append(_compact(ms) if i in compact and ms is not None and ms >= 1_000 else _ms(ms))

@@ -71,6 +71,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from nodemetrics import _sync
 from nodemetrics._collector import NodeMetricsCollector
 from nodemetrics._log import log
+from nodemetrics._metrics import counts_of
 from nodemetrics._sync import Guard
 from nodemetrics._validate import to_real, type_name
 from nodemetrics.exporters._names import label_value
@@ -244,18 +245,8 @@ class MultiProcessSync:
         # One instant, with each node's serial, which a reset changes.
         read = self._collector._read_all_incarnations()  # noqa: SLF001
         for node, (m, h, serial) in read.items():
-            counts = (
-                m.success_count,
-                m.failure_count,
-                m.timeout_errors,
-                m.validation_errors,
-                m.network_errors,
-                m.other_errors,
-                m.retry_count,
-                m.cancelled_count,
-                m.interrupted_count,
-                *h.counts,
-            )
+            # Every count but the total (the sum of the first two), then the buckets.
+            counts = (*counts_of(m)[1:], *h.counts)
             state[node] = (counts, h.sum_ms, serial)
         return state
 
