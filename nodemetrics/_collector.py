@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import itertools
 import json
-import math
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -74,7 +73,7 @@ def _failure_rate_threshold(value: object) -> float | None:
 
 
 def _latency_threshold_ms(value: object) -> float | None:
-    return optional_real("latency_threshold_ms", value, math.inf)
+    return optional_real("latency_threshold_ms", value, MAX_DURATION_MS)
 
 
 _T = TypeVar("_T")
@@ -138,8 +137,9 @@ class NodeMetricsCollector:
             :class:`ErrorCategory` (or its string). Returning ``None`` falls
             back to :func:`classify_error`, as does a classifier that raises
             or returns something else (logged).
-        failure_rate_threshold: A failure rate in [0, 1] over the window.
-        latency_threshold_ms: A p99 over the window, in milliseconds.
+        failure_rate_threshold: A failure rate in [0, 1) over the window.
+        latency_threshold_ms: A p99 over the window, in milliseconds, below
+            ``1e15`` (the longest duration recorded).
         on_failure_rate_threshold: Called as ``(node, rate)`` when a node's
             failure rate goes from at most *failure_rate_threshold* to above
             it; once per crossing.

@@ -199,13 +199,17 @@ def int_text(number: int) -> str:
     return repr(number) if bits <= 128 else f"an int of {bits:,} bits"
 
 
-def optional_real(argument: str, value: object, upper: float) -> float | None:
+def optional_real(argument: str, value: object, below: float) -> float | None:
     """
-    Return *value* as a float in [0, *upper*], or ``None``.
+    Return *value* as a float in [0, *below*), or ``None``.
+
+    For a threshold: a value is only ever compared as "above the threshold",
+    and none can be above *below*, so a threshold there could never be
+    crossed.
 
     Raises:
         TypeError: *value* is neither ``None`` nor a real number.
-        ValueError: *value* is out of range or not finite.
+        ValueError: *value* is NaN or out of range.
     """
     if value is None:
         return None
@@ -213,9 +217,10 @@ def optional_real(argument: str, value: object, upper: float) -> float | None:
         msg = f"{argument} must be a real number or None, got {type_name(value)}"
         raise TypeError(msg)
     number = to_real(value, argument)
-    if not 0.0 <= number <= upper or not math.isfinite(number):
-        bound = f"in [0, {upper:g}]" if math.isfinite(upper) else "finite and >= 0"
-        msg = f"{argument} must be {bound}, got {number!r}"
+    if not 0.0 <= number < below:
+        msg = f"{argument} must be in [0, {below:g}), got {number!r}"
+        if number >= below:
+            msg += f": nothing exceeds {below:g}, so it could never be crossed"
         raise ValueError(msg)
     return number
 

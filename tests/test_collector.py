@@ -71,11 +71,14 @@ class TestConfiguration:
             ({"max_nodes": 2.5}, TypeError, "max_nodes"),
             ({"failure_rate_threshold": -0.1}, ValueError, "failure_rate_threshold"),
             ({"failure_rate_threshold": 1.5}, ValueError, "failure_rate_threshold"),
+            ({"failure_rate_threshold": 1}, ValueError, "failure_rate_threshold"),
             ({"failure_rate_threshold": math.nan}, ValueError, "failure_rate_threshold"),
             ({"failure_rate_threshold": True}, TypeError, "failure_rate_threshold"),
             ({"failure_rate_threshold": "0.5"}, TypeError, "failure_rate_threshold"),
             ({"latency_threshold_ms": -1}, ValueError, "latency_threshold_ms"),
             ({"latency_threshold_ms": math.inf}, ValueError, "latency_threshold_ms"),
+            ({"latency_threshold_ms": 1e15}, ValueError, "latency_threshold_ms"),
+            ({"latency_threshold_ms": 2**60}, ValueError, "latency_threshold_ms"),
             ({"latency_threshold_ms": math.nan}, ValueError, "latency_threshold_ms"),
             ({"latency_threshold_ms": "5"}, TypeError, "latency_threshold_ms"),
             ({"on_failure_rate_threshold": 3}, TypeError, "on_failure_rate_threshold"),
@@ -92,7 +95,6 @@ class TestConfiguration:
         "kwargs",
         [
             {"failure_rate_threshold": 0},
-            {"failure_rate_threshold": 1},
             {"failure_rate_threshold": fractions.Fraction(1, 3)},
             {"latency_threshold_ms": 0},
             {"max_nodes": None},
@@ -125,6 +127,50 @@ class TestConfiguration:
         NodeMetricsCollector(window_size=5)
         c = NodeMetricsCollector(window_size=5, min_samples=5, **threshold)
         assert (5, 5) == (c.window_size, c.min_samples)
+
+    @pytest.mark.parametrize(
+        ("threshold", "record", "above"),
+        [
+            # A rate is at most 1: the highest threshold below it, crossed
+            # by a window of failures.
+            (
+                {"failure_rate_threshold": math.nextafter(1.0, 0.0)},
+                NodeMetricsCollector.record_failure,
+                1.0,
+            ),
+            # A duration is at most 1e15 ms, and so is a p99.
+            (
+                {"latency_threshold_ms": math.nextafter(1e15, 0.0)},
+                NodeMetricsCollector.record_success,
+                1e15,
+            ),
+        ],
+    )
+    def test_a_threshold_that_could_never_be_crossed_is_refused(self, threshold, record, above):
+        """
+        Nothing exceeds a failure rate of 1 or a p99 of 1e15 ms, so a
+        threshold there would be silent for ever: refused, naming it and
+        saying why. The highest one below is accepted, and crossed.
+        """
+        ((name, highest),) = threshold.items()
+        with pytest.raises(
+            ValueError,
+            match=rf"^{name} must be in \[0, [^)]+\), got .+: nothing exceeds .+, "
+            r"so it could never be crossed$",
+        ):
+            NodeMetricsCollector(**{name: above})
+        crossed = []
+        c = NodeMetricsCollector(
+            window_size=2,
+            min_samples=2,
+            **threshold,
+            on_failure_rate_threshold=lambda node, value: crossed.append(value),
+            on_latency_threshold=lambda node, value: crossed.append(value),
+        )
+        assert highest == getattr(c, name)
+        record(c, "n", 1e15)
+        record(c, "n", 1e15)
+        assert [above] == crossed
 
     def test_options_are_frozen(self):
         """Options cannot be changed under a running collector."""

@@ -212,7 +212,9 @@ INT_VALUES = [
 RATE_VALUES = [
     ("float_subclass", lambda: RaisingFloat(0.25), ok(0.25)),
     ("float_subclass_nan", lambda: RaisingFloat(math.nan), refused(ValueError)),
-    ("int_subclass", lambda: RaisingInt(1), ok(1.0)),
+    ("int_subclass", lambda: RaisingInt(0), ok(0.0)),
+    # No rate exceeds 1: a threshold there could never be crossed.
+    ("int_subclass_one", lambda: RaisingInt(1), refused(ValueError)),
     ("int_subclass_lying_negative", lambda: LyingInt(-1), refused(ValueError)),
     ("fraction_subclass", lambda: RaisingFraction(1, 4), ok(0.25)),
     ("fraction_subclass_above_one", lambda: RaisingFraction(3, 2), refused(ValueError)),

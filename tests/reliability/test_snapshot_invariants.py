@@ -222,8 +222,8 @@ OPTIONS = st.fixed_dictionaries(
         "max_nodes": st.none() | st.integers(1, 3),
     },
     optional={
-        "failure_rate_threshold": st.floats(0.0, 1.0),
-        "latency_threshold_ms": st.floats(0.0, 2e15),
+        "failure_rate_threshold": st.floats(0.0, 1.0, exclude_max=True),
+        "latency_threshold_ms": st.floats(0.0, 1e15, exclude_max=True),
     },
 )
 
