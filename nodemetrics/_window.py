@@ -264,11 +264,17 @@ class RollingWindow:
         at = 0
         for value in new:
             if value > maxes[i]:
-                i = bisect_right(maxes, value, i)
-                if i > last:
-                    # Beyond every chunk: it ends the last one.
-                    i = last
-                    maxes[i] = value
+                # Notes spread over many chunks (a few per chunk) mostly go
+                # to the next chunk: a look at its maximum costs a fraction
+                # of a bisect.
+                if i < last and value <= maxes[i + 1]:
+                    i += 1
+                else:
+                    i = bisect_right(maxes, value, i)
+                    if i > last:
+                        # Beyond every chunk: it ends the last one.
+                        i = last
+                        maxes[i] = value
                 chunk = chunks[i]
                 at = 0
             at = bisect_right(chunk, value, at)
@@ -292,18 +298,25 @@ class RollingWindow:
         j = 0
         for value in self._gone:
             if value > maxes[i]:
-                i = bisect_left(maxes, value, i)
+                # As in _merge_new. A leaver is in a chunk: never past the last.
+                if value <= maxes[i + 1]:
+                    i += 1
+                else:
+                    i = bisect_left(maxes, value, i)
                 chunk = chunks[i]
                 j = 0
             j = bisect_left(chunk, value, j)
             del chunk[j]
-            if not chunk:
-                del chunks[i], maxes[i]
-                if i < len(chunks):
-                    chunk = chunks[i]
-                j = 0
-            elif j == len(chunk):
-                maxes[i] = chunk[-1]
+            # Only a leaver equal to its chunk's maximum can change it (the
+            # maxima are exact here) or have been its last sample.
+            if value == maxes[i]:
+                if chunk:
+                    maxes[i] = chunk[-1]
+                else:
+                    del chunks[i], maxes[i]
+                    if i < len(chunks):
+                        chunk = chunks[i]
+                    j = 0
 
     def _swap(self, chunks: list[array[float]]) -> None:
         # One sample came and one went since the last read of a window of
