@@ -279,13 +279,11 @@ class NodeMetricsCollector:
                     if state.batch:
                         state.fold()
                     # _Node.add(), written out, and RollingWindow.add() too
-                    # for a full ring that keeps no failure flags (notes or not).
+                    # for a full ring that keeps no failure flags (notes or
+                    # not): the window's _full is that ring, else None.
                     window = state.window
-                    ring = window._ring  # noqa: SLF001
-                    size = window._size  # noqa: SLF001
-                    # Comparisons written where a jump follows them, which
-                    # the interpreter specializes (3.11+); `%` it does not.
-                    if len(ring) == size and window._failed is None:  # noqa: SLF001
+                    ring = window._full  # noqa: SLF001
+                    if ring is not None:
                         head = window._head  # noqa: SLF001
                         if window._stale:  # noqa: SLF001
                             ring[head] = duration_ms
@@ -297,7 +295,9 @@ class NodeMetricsCollector:
                             if len(new) > window._cap:  # noqa: SLF001
                                 window._go_stale()  # noqa: SLF001
                         head += 1
-                        if head < size:
+                        # Comparisons written where a jump follows them, which
+                        # the interpreter specializes (3.11+); `%` it does not.
+                        if head < window._size:  # noqa: SLF001
                             window._head = head  # noqa: SLF001
                             ended = False if head < STRETCH else not head % STRETCH
                         else:

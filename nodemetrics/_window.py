@@ -83,6 +83,7 @@ class RollingWindow:
         "_cap",
         "_chunks",
         "_failed",
+        "_full",
         "_gone",
         "_head",
         "_maxes",
@@ -113,6 +114,10 @@ class RollingWindow:
         # it must be looked up afresh.
         self._at: list[int] | None = None
         self._failed = bytearray() if count_failures else None
+        # The ring while it is full and keeps no failure flags, else None:
+        # the collector's record_success() then writes it in line, and one
+        # attribute tells it so (see _fill).
+        self._full: array[float] | None = None
         #: How many samples in the window are failures, when counted.
         self.failures = 0
 
@@ -140,6 +145,8 @@ class RollingWindow:
                 self.failures += failed
             filled = len(ring)
             ended = filled == self._size or not filled % STRETCH
+            if filled == self._size:
+                self._fill()
         else:
             head = self._head
             if not self._stale:
@@ -177,6 +184,7 @@ class RollingWindow:
             ring.fromlist(values[:room])
             if flags is not None:
                 flags.extend(bytes(min(room, len(values))))
+            self._fill()
             rest = values[room:]
         else:
             rest = values
@@ -200,6 +208,13 @@ class RollingWindow:
             new += values
             if len(new) > self._cap:
                 self._go_stale()
+
+    def _fill(self) -> None:
+        # After the ring grew or was repaired. A change cut short before
+        # this leaves _full None under a full ring: slower, never wrong, and
+        # only until the node is repaired (repair() calls this).
+        ring = self._ring
+        self._full = ring if len(ring) == self._size and self._failed is None else None
 
     def _go_stale(self) -> None:
         # Catching up one by one would now cost more than sorting afresh.
@@ -484,6 +499,7 @@ class RollingWindow:
             self.failures = flags.count(1)
         if not 0 <= self._head < self._size:
             self._head = 0
+        self._fill()
         self._go_stale()
 
     def added(self) -> int:
@@ -519,6 +535,9 @@ class RollingWindow:
 
     def reset(self) -> None:
         """Forget every sample."""
+        # First: an emptied ring must never be written in line. Cut short
+        # before the ring is emptied, it is only written the slower way.
+        self._full = None
         del self._ring[:]
         if self._failed is not None:
             del self._failed[:]
@@ -544,4 +563,8 @@ class RollingWindow:
         head = self._head
         if k <= head:
             return ring[head - k : head].tolist()
+        if not head:
+            # A lap just ended (where the collector buckets): the whole ring
+            # is wanted, unless a read bucketed part of it since.
+            return ring.tolist() if k == len(ring) else ring[len(ring) - k :].tolist()
         return ring[len(ring) - (k - head) :].tolist() + ring[:head].tolist()

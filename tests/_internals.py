@@ -96,6 +96,16 @@ def window_failures(collector: NodeMetricsCollector, name: str) -> int | None:
     return None if window._failed is None else window.failures
 
 
+def written_in_line(window: RollingWindow) -> bool:
+    """
+    Whether ``record_success()`` writes *window*'s ring in line, as the window
+    tells it: it must exactly when the ring is full and keeps no failure flags.
+    """
+    full = window._full
+    assert full is None or full is window._ring
+    return full is not None
+
+
 def window_notes(window: RollingWindow) -> int:
     """How many samples the window has noted as come or gone since its last read."""
     return len(window._new) + len(window._gone)

@@ -7,6 +7,7 @@ from collections import deque
 
 import pytest
 
+from _internals import written_in_line
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -318,3 +319,63 @@ class TestUpkeep:
             slot = i % size
             ends = slot == size - 1 or (slot + 1) % _window.STRETCH == 0
             assert ends == w.add(float(i), False), i
+
+
+class TestWrittenInLine:
+    """The window tells record_success() to write its ring in line exactly when it is full
+    and keeps no failure flags, however it got there."""
+
+    def test_from_the_add_that_fills_the_ring(self):
+        """Not while the ring fills; from the add that fills it on."""
+        w = RollingWindow(3)
+        seen = []
+        for v in range(5):
+            seen.append(written_in_line(w))
+            w.add(float(v), False)
+        seen.append(written_in_line(w))
+        assert [False, False, False, True, True, True] == seen
+
+    def test_from_the_extend_that_fills_the_ring(self):
+        """An extend that leaves room does not; the one that fills the ring does."""
+        w = RollingWindow(5)
+        w.extend([1.0, 2.0])
+        assert not written_in_line(w)
+        w.extend([3.0, 4.0, 5.0, 6.0])
+        assert written_in_line(w)
+        w.extend([7.0])
+        assert written_in_line(w)
+        assert [3.0, 4.0, 5.0, 6.0, 7.0] == w.latest(5)
+
+    def test_never_when_it_counts_failures(self):
+        """A ring with failure flags is never written in line, full or repaired."""
+        w = RollingWindow(2, count_failures=True)
+        w.add(1.0, False)
+        w.extend([2.0, 3.0])
+        w.add(4.0, True)
+        assert not written_in_line(w)
+        w.repair()
+        assert not written_in_line(w)
+
+    def test_not_after_a_reset_until_full_again(self):
+        """A reset empties the ring: not written in line until it is full again."""
+        w = RollingWindow(2)
+        w.extend([1.0, 2.0])
+        assert written_in_line(w)
+        w.reset()
+        assert not written_in_line(w)
+        w.add(3.0, False)
+        assert not written_in_line(w)
+        w.add(4.0, False)
+        assert written_in_line(w)
+        assert [3.0, 4.0] == w.latest(2)
+
+    def test_repair_tells_it_as_it_finds_it(self):
+        """A repaired ring is written in line if it is full, and not if it is not."""
+        full = RollingWindow(2)
+        full.extend([1.0, 2.0, 3.0])
+        full.repair()
+        assert written_in_line(full)
+        partial = RollingWindow(3)
+        partial.extend([1.0, 2.0])
+        partial.repair()
+        assert not written_in_line(partial)

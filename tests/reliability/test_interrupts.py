@@ -35,6 +35,7 @@ from _internals import (
     raising_after_release,
     window_of,
     window_samples,
+    written_in_line,
 )
 
 import nodemetrics
@@ -407,6 +408,45 @@ class TestCutRecordingsAreAllOrNothing:
             assert len(samples) == min(
                 window, len(_EARLIER) + len(interrupted) if stray else len(counted)
             ), (k, samples)
+
+
+@pytest.mark.skipif(
+    sys.version_info[:2] != (3, 11),
+    reason="raises from a trace function's opcode events, as TestEveryOpcode does",
+)
+@pytest.mark.parametrize("how", ["record_success", "fold"])
+def test_a_ring_cut_short_as_it_fills_is_written_in_line_once_repaired(how):
+    """
+    Raise at each interruptible point of the recording, or the fold, that fills
+    a window: once the node is repaired, record_success() writes its ring in
+    line exactly when it is full (a cut between the sample that fills it and
+    the window noting so left it full, and not said so).
+    """
+
+    def prepared() -> tuple[NodeMetricsCollector, Callable[[], object]]:
+        c = NodeMetricsCollector(window_size=4)
+        for d in _EARLIER[:3]:
+            c.record_success("n", d)
+        if how == "record_success":
+            return c, functools.partial(c.record_success, "n", _INTERRUPTED[0])
+        with fake_clock([int(d * 1e6) for d in _INTERRUPTED]):
+            for _ in _INTERRUPTED:
+                with c.track("n"):
+                    pass
+        return c, functools.partial(fold_batch, c, "n")
+
+    total = _count_points(prepared()[1])
+    assert total > 5
+    for k in range(1, total + 1):
+        c, call = prepared()
+        with contextlib.suppress(Interrupt):
+            _raise_at(k, call)
+        executions = c.get_node_metrics("n").total_executions  # repairs the node first
+        window = window_of(c, "n")
+        assert written_in_line(window) == (len(window) == 4), k
+        c.record_success("n", 1.0)
+        assert written_in_line(window), k
+        assert executions + 1 == c.get_node_metrics("n").total_executions, k
 
 
 def _count_points(call) -> int:
