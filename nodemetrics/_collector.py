@@ -285,15 +285,17 @@ class NodeMetricsCollector:
                     ring = window._full  # noqa: SLF001
                     if ring is not None:
                         head = window._head  # noqa: SLF001
-                        if window._stale:  # noqa: SLF001
-                            ring[head] = duration_ms
-                        else:
+                        if window._notes:  # noqa: SLF001
                             window._gone.append(ring[head])  # noqa: SLF001
                             ring[head] = duration_ms
                             new = window._new  # noqa: SLF001
                             new.append(duration_ms)
                             if len(new) > window._cap:  # noqa: SLF001
                                 window._go_stale()  # noqa: SLF001
+                        else:
+                            # Stale, or a large window that saves its
+                            # leavers a stretch at a time (see below).
+                            ring[head] = duration_ms
                         head += 1
                         # Comparisons written where a jump follows them, which
                         # the interpreter specializes (3.11+); `%` it does not.
@@ -303,6 +305,8 @@ class NodeMetricsCollector:
                         else:
                             window._head = 0  # noqa: SLF001
                             ended = True
+                        if ended and window._saving:  # noqa: SLF001
+                            window._turn()  # noqa: SLF001
                     else:
                         ended = window.add(duration_ms, False)
                     state.snapshot_cache = None

@@ -18,6 +18,13 @@ _LOAD = 1024
 #: evicted reads them at the end of each stretch, at most this many.
 STRETCH = 1024
 
+# A full window at least this large notes nothing per sample: the newcomers
+# since the last read are a slice of the ring, and the leavers are saved a
+# stretch at a time, as each stretch begins (see RollingWindow._turn). Its
+# quarter plus a stretch is then less than the window, so where the head is
+# tells how many samples came since the last read.
+_SAVED_FROM = 2 * STRETCH
+
 # (low rank, high rank, fraction) of p50, p90 and p99 among n samples, by n:
 # a full window reads the same ranks every time. Bounded, as sizes are few.
 _Ranks = tuple[int, int, float, int, int, float, int, int, float]
@@ -68,6 +75,11 @@ class RollingWindow:
     way a read gives exactly what an always-sorted window would, and
     :meth:`add` costs the same at any window size.
 
+    A full window of :data:`_SAVED_FROM` samples or more notes nothing per
+    sample: a read takes the newcomers from the ring, where they lie since
+    the head's place at the last read, and the leavers from a copy of the
+    ring's slots saved as each stretch of them began to be overwritten.
+
     A window of several chunks also keeps where the snapshot's three ranks
     lie (chunk and index). When one sample came and one went since the last
     read, the common case of a full window read after every recording, each
@@ -86,11 +98,16 @@ class RollingWindow:
         "_full",
         "_gone",
         "_head",
+        "_mark",
         "_maxes",
         "_new",
+        "_notes",
+        "_old",
         "_ring",
+        "_saving",
         "_size",
         "_stale",
+        "_used",
         "failures",
     )
 
@@ -104,6 +121,17 @@ class RollingWindow:
         self._new: list[float] = []
         self._gone: list[float] = []
         self._stale = False
+        # Whether add() notes each newcomer and leaver in _new and _gone:
+        # when not stale and not saving.
+        self._notes = True
+        # Whether the window saves its leavers instead (see _SAVED_FROM): the
+        # samples since the last read are the ring's slots from _mark to the
+        # head, and the leavers they replaced are _old[_used:], in the same
+        # order. _old reaches the end of the head's stretch.
+        self._saving = False
+        self._mark = 0
+        self._old = array("d")
+        self._used = 0
         self._chunks: list[array[float]] = []
         # Each chunk's largest sample, for finding a sample's chunk. While
         # there is only one chunk nothing reads it, so it may lag until
@@ -116,7 +144,7 @@ class RollingWindow:
         self._failed = bytearray() if count_failures else None
         # The ring while it is full and keeps no failure flags, else None:
         # the collector's record_success() then writes it in line, and one
-        # attribute tells it so (see _fill).
+        # attribute tells it so (see _check_full).
         self._full: array[float] | None = None
         #: How many samples in the window are failures, when counted.
         self.failures = 0
@@ -137,36 +165,32 @@ class RollingWindow:
             overwrite the oldest of them.
         """
         ring = self._ring
-        flags = self._failed
         if len(ring) < self._size:
-            ring.append(value)
-            if flags is not None:
-                flags.append(failed)
-                self.failures += failed
+            self._fill([value], failed)
             filled = len(ring)
-            ended = filled == self._size or not filled % STRETCH
-            if filled == self._size:
-                self._fill()
+            return filled == self._size or not filled % STRETCH
+        flags = self._failed
+        head = self._head
+        if self._notes:
+            self._gone.append(ring[head])
+        ring[head] = value
+        if flags is not None:
+            self.failures += failed - flags[head]
+            flags[head] = failed
+        head += 1
+        if head < self._size:
+            self._head = head
+            ended = not head % STRETCH
         else:
-            head = self._head
-            if not self._stale:
-                self._gone.append(ring[head])
-            ring[head] = value
-            if flags is not None:
-                self.failures += failed - flags[head]
-                flags[head] = failed
-            head += 1
-            if head < self._size:
-                self._head = head
-                ended = not head % STRETCH
-            else:
-                self._head = 0
-                ended = True
-        if not self._stale:
+            self._head = 0
+            ended = True
+        if self._notes:
             new = self._new
             new.append(value)
             if len(new) > self._cap:
                 self._go_stale()
+        elif ended and self._saving:
+            self._turn()
         return ended
 
     def extend(self, values: list[float]) -> None:
@@ -178,38 +202,56 @@ class RollingWindow:
         ring = self._ring
         size = self._size
         flags = self._failed
-        stale = self._stale
         room = size - len(ring)
         if room > 0:
-            ring.fromlist(values[:room])
-            if flags is not None:
-                flags.extend(bytes(min(room, len(values))))
-            self._fill()
+            self._fill(values[:room], False)
             rest = values[room:]
         else:
             rest = values
         head = self._head
         done = 0
         while done < len(rest):
-            # From the head up to the end of the ring, then round again.
+            # From the head up to the end of the ring, then round again; a
+            # window that saves its leavers, a stretch at a time, as _turn()
+            # saves them.
             k = min(len(rest) - done, size - head)
+            if self._saving:
+                k = min(k, STRETCH - head % STRETCH)
             end = head + k
-            if not stale:
+            came = rest[done : done + k]
+            if self._notes:
                 self._gone.extend(ring[head:end])
-            ring[head:end] = array("d", rest[done : done + k])
+                self._new += came
+            ring[head:end] = array("d", came)
             if flags is not None:
                 self.failures -= flags.count(1, head, end)
                 flags[head:end] = bytes(k)
             head = end if end < size else 0
             done += k
-        self._head = head
-        if not stale:
+            self._head = head
+            if self._saving and not head % STRETCH:
+                self._turn()
+        if self._notes and len(self._new) > self._cap:
+            self._go_stale()
+
+    def _fill(self, values: list[float], failed: bool) -> None:
+        # Append *values*, which the ring has room for.
+        ring = self._ring
+        ring.fromlist(values)
+        flags = self._failed
+        if flags is not None:
+            flags.extend(bytes([failed]) * len(values))
+            self.failures += failed * len(values)
+        self._check_full()
+        if self._notes:
             new = self._new
             new += values
             if len(new) > self._cap:
                 self._go_stale()
+            elif len(ring) == self._size:
+                self._watch()
 
-    def _fill(self) -> None:
+    def _check_full(self) -> None:
         # After the ring grew or was repaired. A change cut short before
         # this leaves _full None under a full ring: slower, never wrong, and
         # only until the node is repaired (repair() calls this).
@@ -219,8 +261,62 @@ class RollingWindow:
     def _go_stale(self) -> None:
         # Catching up one by one would now cost more than sorting afresh.
         self._stale = True
+        self._notes = self._saving = False
         self._at = None
-        del self._new[:], self._gone[:], self._chunks[:], self._maxes[:]
+        self._used = 0
+        del self._new[:], self._gone[:], self._chunks[:], self._maxes[:], self._old[:]
+
+    def _watch(self) -> None:
+        # The chunks hold the ring (or will, once the notes are merged): from
+        # here on note what comes and goes, or save it in a large full window.
+        ring = self._ring
+        size = self._size
+        if len(ring) == size and size >= _SAVED_FROM:
+            head = self._head
+            self._notes = False
+            self._saving = True
+            self._mark = head
+            # The leavers of the head's stretch, before any is overwritten.
+            self._old = ring[head : head - head % STRETCH + STRETCH]
+            self._used = 0
+        else:
+            self._notes = True
+
+    def _turn(self) -> None:
+        # The head begins a stretch of a window that saves its leavers: save
+        # the stretch before its first slot is overwritten. Checked once a
+        # stretch, how many came since the last read stays under a quarter
+        # of the window plus a stretch, less than the window (_SAVED_FROM):
+        # the head alone tells how many.
+        head = self._head
+        if len(self._new) + (head - self._mark) % self._size > self._cap:
+            self._go_stale()
+            return
+        old = self._old
+        del old[: self._used]
+        self._used = 0
+        old += self._ring[head : head + STRETCH]
+
+    def _collect(self) -> None:
+        # Note the samples that came and went since the last read of a window
+        # that saves its leavers, to be merged as add() would have noted them.
+        ring = self._ring
+        head = self._head
+        mark = self._mark
+        new = self._new
+        if mark < head:
+            came = head - mark
+            new += ring[mark:head]
+        else:
+            came = len(ring) - mark + head
+            new += ring[mark:]
+            new += ring[:head]
+        used = self._used
+        self._gone += self._old[used : used + came]
+        self._used = used + came
+        self._mark = head
+        if len(new) > self._cap:
+            self._go_stale()
 
     def _catch_up(self) -> None:
         if self._stale:
@@ -232,6 +328,7 @@ class RollingWindow:
             self._maxes = [chunk[-1] for chunk in self._chunks]
             self._stale = False
             self._at = None
+            self._watch()
             return
         new = self._new
         gone = self._gone
@@ -333,17 +430,12 @@ class RollingWindow:
                         chunk = chunks[i]
                     j = 0
 
-    def _swap(self, chunks: list[array[float]]) -> None:
-        # One sample came and one went since the last read of a window of
-        # several chunks: a full window read after every recording. Each
-        # rank's look-up is moved along instead of found afresh.
+    def _swap(self, chunks: list[array[float]], value: float, old: float) -> None:
+        # One sample came (value) and one went (old) since the last read of
+        # a window of several chunks: a full window read after every
+        # recording. Each rank's look-up is moved along instead of found
+        # afresh.
         maxes = self._maxes
-        gone = self._gone
-        old = gone[0]
-        gone.clear()
-        new = self._new
-        value = new[0]
-        new.clear()
         j = bisect_left(maxes, old)
         chunk = chunks[j]
         k = bisect_left(chunk, old)
@@ -397,7 +489,7 @@ class RollingWindow:
             return -1
         return i
 
-    def p50_p90_p99(self) -> tuple[float | None, float | None, float | None]:
+    def p50_p90_p99(self) -> tuple[float | None, float | None, float | None]:  # noqa: C901, PLR0912, PLR0915 -- the common reads in line
         """
         Return the window's p50, p90 and p99; ``None`` thrice when it is empty.
 
@@ -411,6 +503,17 @@ class RollingWindow:
         if not n:
             return None, None, None
         chunks = self._chunks
+        if self._saving:
+            mark = self._mark
+            if self._head != mark:
+                if self._head == mark + 1 and len(chunks) > 1 and not self._new:
+                    # One came and one went: what _swap() takes, in line.
+                    used = self._used
+                    self._used = used + 1
+                    self._mark = mark + 1
+                    self._swap(chunks, self._ring[mark], self._old[used])
+                else:
+                    self._collect()
         new = self._new
         if new or self._stale:
             # Leavers never outnumber newcomers: this is one of each.
@@ -428,7 +531,12 @@ class RollingWindow:
                     del only[bisect_left(only, gone[0])]
                     gone.clear()
                 else:
-                    self._swap(chunks)
+                    gone = self._gone
+                    value = new[0]
+                    old = gone[0]
+                    new.clear()
+                    gone.clear()
+                    self._swap(chunks, value, old)
             else:
                 self._catch_up()
         lo50, hi50, f50, lo90, hi90, f90, lo99, hi99, f99 = _RANKS.get(n) or _ranks(n)
@@ -499,7 +607,7 @@ class RollingWindow:
             self.failures = flags.count(1)
         if not 0 <= self._head < self._size:
             self._head = 0
-        self._fill()
+        self._check_full()
         self._go_stale()
 
     def added(self) -> int:

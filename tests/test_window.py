@@ -11,7 +11,7 @@ from _internals import written_in_line
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nodemetrics import _window
+from nodemetrics import NodeMetricsCollector, _window
 from nodemetrics._window import RollingWindow
 
 
@@ -379,3 +379,141 @@ class TestWrittenInLine:
         partial.extend([1.0, 2.0])
         partial.repair()
         assert not written_in_line(partial)
+
+
+# A window that saves its leavers: the smallest such and one with a short
+# last stretch.
+saving_sizes = st.sampled_from([_window._SAVED_FROM, _window._SAVED_FROM + 700])
+# Runs of adds long enough to cross stretches and the stale rule's quarter.
+runs = st.tuples(st.integers(1, 1500), st.integers(0, 2**32), st.booleans())
+saving_actions = st.lists(
+    st.just("read")
+    | st.just("repair")
+    | st.just("disown")
+    | st.just("reset")
+    | runs
+    | st.lists(values, max_size=1500),
+    max_size=25,
+)
+
+
+def run_of(count: int, seed: int, failing: bool) -> list[tuple[float, bool]]:
+    """*count* samples, many of them ties, some failures if *failing*."""
+    rng = random.Random(seed)  # noqa: S311 -- reproducible test data
+    return [
+        (
+            float(rng.randint(0, 40)) if rng.random() < 0.3 else rng.random() * 100,
+            failing and rng.random() < 0.3,
+        )
+        for _ in range(count)
+    ]
+
+
+class TestSavedLeavers:
+    # The fixture only patches a constant, the same for every example.
+    @settings(
+        max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
+    @given(size=saving_sizes, failures=st.booleans(), script=saving_actions)
+    def test_matches_oracle(self, load, size, failures, script):
+        """A large window, full or filling, read after runs of any length, stays exact."""
+        window = RollingWindow(size, count_failures=failures)
+        for action in [*script, "read"]:
+            if action == "read":
+                samples = window.latest(size)
+                read = window.p50_p90_p99()
+                assert close(oracle(samples), list(read))
+                assert fresh(size, samples).p50_p90_p99() == read
+                assert read == window.p50_p90_p99()
+            elif action == "repair":
+                window.repair()
+            elif action == "disown":
+                window.disown(window.added() // 2)
+            elif action == "reset":
+                window.reset()
+            elif isinstance(action, list):
+                window.extend(action)
+            else:
+                for value, failed in run_of(*action):
+                    window.add(value, failed)
+
+    def test_collector_records_and_reads(self):
+        """record_success() written out in line saves the leavers as add() does."""
+        size = _window._SAVED_FROM + 300
+        collector = NodeMetricsCollector(window_size=size)
+        model: deque[float] = deque(maxlen=size)
+        for count in [size, 1, 100, 1500, 7, 2 * size, 600, 1]:
+            for value, _ in run_of(count, count, False):
+                collector.record_success("n", value + 1.0)
+                model.append(value + 1.0)
+            m = collector.get_node_metrics("n")
+            assert close(oracle(list(model)), [m.p50, m.p90, m.p99])
+
+    def test_saves_once_full(self):
+        """A large window notes samples while it fills, and saves its leavers once full."""
+        size = _window._SAVED_FROM
+        w = RollingWindow(size)
+        for i in range(size - 1):
+            w.add(float(i), False)
+            if i % 400 == 0:
+                w.p50_p90_p99()
+        assert (w._notes, w._saving) == (True, False)
+        w.add(0.5, False)
+        assert (w._notes, w._saving) == (False, True)
+        assert close(oracle(w.latest(size)), list(w.p50_p90_p99()))
+        # Read after one sample in and one out, while the window is still one
+        # chunk (its maximum not kept): 1e9 leaves 0.0 its chunk's maximum.
+        assert 1 == len(w._chunks)
+        for value in [0.25, 1e9, 0.0, 3.0]:
+            w.add(value, False)
+            assert not w._gone
+            assert close(oracle(w.latest(size)), list(w.p50_p90_p99()))
+
+    @pytest.mark.parametrize("extra", [0, 1])
+    def test_sorts_afresh_past_a_quarter_read_by_read(self, extra):
+        """More than a quarter of the window since the last read sorts afresh; a quarter merges."""
+        size = _window._SAVED_FROM * 2
+        w = RollingWindow(size)
+        w.extend([float(i % 97) for i in range(size)])
+        w.p50_p90_p99()
+        for i in range(size // 4 + extra):
+            w.add(float(i % 89) + 0.5, False)
+        # What the read does first: the notes, or none and stale.
+        w._collect()
+        assert w._stale == bool(extra)
+        assert len(w._new) == (0 if extra else size // 4)
+        assert close(oracle(w.latest(size)), list(w.p50_p90_p99()))
+
+    def test_goes_stale_at_a_stretch_past_a_quarter(self):
+        """A window that saves its leavers stops saving them at the first stretch past a quarter."""
+        size = _window._SAVED_FROM * 2
+        w = RollingWindow(size)
+        w.extend([float(i % 97) for i in range(size)])
+        w.p50_p90_p99()
+        for i in range(size // 4 + _window.STRETCH):
+            w.add(float(i % 89), False)
+        assert w._stale
+        assert not w._old
+        assert close(oracle(w.latest(size)), list(w.p50_p90_p99()))
+        assert w._saving
+
+    @pytest.mark.parametrize("count", [1, 300, 600])
+    def test_extend_saves_stretch_by_stretch(self, load, count):
+        """Batches of successes on a window that saves its leavers, round the ring, stay exact."""
+        size = _window._SAVED_FROM + 700
+        w = RollingWindow(size, count_failures=True)
+        model: deque[tuple[float, bool]] = deque(maxlen=size)
+        for value, failed in run_of(size, count, True):
+            w.add(value, failed)
+            model.append((value, failed))
+        w.p50_p90_p99()
+        for seed in range(min(3 * size // count + 2, 40)):
+            batch = [value for value, _ in run_of(count, seed, False)]
+            w.extend(batch)
+            model.extend((value, False) for value in batch)
+            assert w._saving
+            samples = [value for value, _ in model]
+            read = w.p50_p90_p99()
+            assert close(oracle(samples), list(read))
+            assert fresh(size, samples).p50_p90_p99() == read
+            assert sum(failed for _, failed in model) == w.failures
