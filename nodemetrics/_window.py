@@ -5,6 +5,7 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left, bisect_right
 from itertools import accumulate
+from typing import cast
 
 
 # A sorted chunk splits in two once it holds twice this many samples: small
@@ -55,6 +56,23 @@ def _ranks(n: int) -> _Ranks:
     return ranks
 
 
+class _Saved:
+    """
+    What a full window of :data:`_SAVED_FROM` samples or more saves instead of notes.
+
+    The samples since the last read are the ring's slots from *mark* to the
+    head, and the leavers they replaced are ``old[used:]``, in the same
+    order; *old* reaches the end of the head's stretch.
+    """
+
+    __slots__ = ("mark", "old", "used")
+
+    def __init__(self, mark: int, old: array[float]) -> None:
+        self.mark = mark
+        self.old = old
+        self.used = 0
+
+
 class RollingWindow:
     """
     The last *size* durations of a node, in arrival order and sorted.
@@ -98,16 +116,13 @@ class RollingWindow:
         "_full",
         "_gone",
         "_head",
-        "_mark",
         "_maxes",
         "_new",
         "_notes",
-        "_old",
         "_ring",
         "_saving",
         "_size",
         "_stale",
-        "_used",
         "failures",
     )
 
@@ -124,14 +139,10 @@ class RollingWindow:
         # Whether add() notes each newcomer and leaver in _new and _gone:
         # when not stale and not saving.
         self._notes = True
-        # Whether the window saves its leavers instead (see _SAVED_FROM): the
-        # samples since the last read are the ring's slots from _mark to the
-        # head, and the leavers they replaced are _old[_used:], in the same
-        # order. _old reaches the end of the head's stretch.
-        self._saving = False
-        self._mark = 0
-        self._old = array("d")
-        self._used = 0
+        # What the window saves instead when it saves its leavers (see
+        # _SAVED_FROM and _Saved), else None: one slot, as most windows are
+        # small and never save.
+        self._saving: _Saved | None = None
         self._chunks: list[array[float]] = []
         # Each chunk's largest sample, for finding a sample's chunk. While
         # there is only one chunk nothing reads it, so it may lag until
@@ -261,10 +272,10 @@ class RollingWindow:
     def _go_stale(self) -> None:
         # Catching up one by one would now cost more than sorting afresh.
         self._stale = True
-        self._notes = self._saving = False
+        self._notes = False
+        self._saving = None
         self._at = None
-        self._used = 0
-        del self._new[:], self._gone[:], self._chunks[:], self._maxes[:], self._old[:]
+        del self._new[:], self._gone[:], self._chunks[:], self._maxes[:]
 
     def _watch(self) -> None:
         # The chunks hold the ring (or will, once the notes are merged): from
@@ -274,11 +285,8 @@ class RollingWindow:
         if len(ring) == size and size >= _SAVED_FROM:
             head = self._head
             self._notes = False
-            self._saving = True
-            self._mark = head
             # The leavers of the head's stretch, before any is overwritten.
-            self._old = ring[head : head - head % STRETCH + STRETCH]
-            self._used = 0
+            self._saving = _Saved(head, ring[head : head - head % STRETCH + STRETCH])
         else:
             self._notes = True
 
@@ -289,12 +297,13 @@ class RollingWindow:
         # of the window plus a stretch, less than the window (_SAVED_FROM):
         # the head alone tells how many.
         head = self._head
-        if len(self._new) + (head - self._mark) % self._size > self._cap:
+        saved = cast("_Saved", self._saving)
+        if len(self._new) + (head - saved.mark) % self._size > self._cap:
             self._go_stale()
             return
-        old = self._old
-        del old[: self._used]
-        self._used = 0
+        old = saved.old
+        del old[: saved.used]
+        saved.used = 0
         old += self._ring[head : head + STRETCH]
 
     def _collect(self) -> None:
@@ -302,7 +311,8 @@ class RollingWindow:
         # that saves its leavers, to be merged as add() would have noted them.
         ring = self._ring
         head = self._head
-        mark = self._mark
+        saved = cast("_Saved", self._saving)
+        mark = saved.mark
         new = self._new
         if mark < head:
             came = head - mark
@@ -311,10 +321,10 @@ class RollingWindow:
             came = len(ring) - mark + head
             new += ring[mark:]
             new += ring[:head]
-        used = self._used
-        self._gone += self._old[used : used + came]
-        self._used = used + came
-        self._mark = head
+        used = saved.used
+        self._gone += saved.old[used : used + came]
+        saved.used = used + came
+        saved.mark = head
         if len(new) > self._cap:
             self._go_stale()
 
@@ -503,15 +513,16 @@ class RollingWindow:
         if not n:
             return None, None, None
         chunks = self._chunks
-        if self._saving:
-            mark = self._mark
+        saved = self._saving
+        if saved is not None:
+            mark = saved.mark
             if self._head != mark:
                 if self._head == mark + 1 and len(chunks) > 1 and not self._new:
                     # One came and one went: what _swap() takes, in line.
-                    used = self._used
-                    self._used = used + 1
-                    self._mark = mark + 1
-                    self._swap(chunks, self._ring[mark], self._old[used])
+                    used = saved.used
+                    saved.used = used + 1
+                    saved.mark = mark + 1
+                    self._swap(chunks, self._ring[mark], saved.old[used])
                 else:
                     self._collect()
         new = self._new
