@@ -490,8 +490,14 @@ class TestSavedLeavers:
         w = RollingWindow(size)
         w.extend([float(i % 97) for i in range(size)])
         w.p50_p90_p99()
+        most = 0
         for i in range(size // 4 + _window.STRETCH):
             w.add(float(i % 89), False)
+            if w._saving is not None:
+                most = max(most, len(w._saving.old))
+        # README "Bounded": the copy never holds more than a quarter of the
+        # window and a stretch.
+        assert size // 4 < most <= size // 4 + _window.STRETCH
         assert w._stale
         assert w._saving is None
         assert close(oracle(w.latest(size)), list(w.p50_p90_p99()))
