@@ -40,8 +40,9 @@ from _internals import (
 
 import nodemetrics
 
-from nodemetrics import NodeMetricsCollector, metered
+from nodemetrics import NodeMetricsCollector, _window, metered
 from nodemetrics._histogram import DEFAULT_BUCKETS_MS
+from nodemetrics._window import RollingWindow
 from nodemetrics.exporters.prometheus import PrometheusExporter
 
 
@@ -447,6 +448,62 @@ def test_a_ring_cut_short_as_it_fills_is_written_in_line_once_repaired(how):
         c.record_success("n", 1.0)
         assert written_in_line(window), k
         assert executions + 1 == c.get_node_metrics("n").total_executions, k
+
+
+@pytest.mark.skipif(
+    sys.version_info[:2] != (3, 11),
+    reason="raises from a trace function's opcode events, as TestEveryOpcode does",
+)
+@pytest.mark.parametrize("how", ["record", "read"])
+def test_a_window_that_saves_its_leavers_cut_short_reads_exactly_once_repaired(how):
+    """
+    Raise at each interruptible point of the record that makes a window of
+    2,048 save its next stretch, or of the read that collects what came and
+    went: once repaired, every read gives the percentiles of the ring's
+    samples sorted afresh, and goes on doing so a stretch later.
+    """
+    size = _window._SAVED_FROM
+    # Distinct durations, so that a sample taken for another shows.
+    rng = random.Random(7)  # noqa: S311 -- reproducible test data
+    durations = rng.sample(range(10**6), 2 * size + 800)
+
+    def prepared() -> tuple[NodeMetricsCollector, Callable[[], object]]:
+        c = NodeMetricsCollector(window_size=size)
+        for i in range(size):
+            c.record_success("n", float(durations[i]))
+        c.get_node_metrics("n")
+        # Read again before the stretch ends, so that fewer than a quarter
+        # came since: the window saves rather than going stale.
+        for i in range(700):
+            c.record_success("n", float(durations[size + i]))
+        c.get_node_metrics("n")
+        for i in range(_window.STRETCH - 701):
+            c.record_success("n", float(durations[size + 700 + i]))
+        assert window_of(c, "n")._saving is not None
+        if how == "record":
+            # Ends the stretch: the window saves the next one.
+            return c, functools.partial(c.record_success, "n", 1000.0)
+        c.record_success("n", 1000.0)
+        c.record_success("n", 1001.0)
+        return c, functools.partial(c.get_node_metrics, "n")
+
+    def exact(c: NodeMetricsCollector) -> None:
+        m = c.get_node_metrics("n")
+        samples = window_samples(c, "n")
+        fresh = RollingWindow(len(samples))
+        fresh.extend(samples)
+        assert fresh.p50_p90_p99() == (m.p50, m.p90, m.p99)
+
+    total = _count_points(prepared()[1])
+    assert total > 5
+    for k in range(1, total + 1):
+        c, call = prepared()
+        with contextlib.suppress(Interrupt):
+            _raise_at(k, call)
+        exact(c)
+        for i in range(300):
+            c.record_success("n", float(durations[size + 1100 + i]) + 0.5)
+        exact(c)
 
 
 def _count_points(call) -> int:
