@@ -7,7 +7,7 @@ import itertools
 import json
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
 
@@ -1000,9 +1000,12 @@ def get_default_collector() -> NodeMetricsCollector:
     default options; applications that want others create their own
     collector and pass it explicitly.
     """
+    if _default is None:
+        _sync.under_registry_lock(_make_default)
+    return cast("NodeMetricsCollector", _default)
+
+
+def _make_default() -> None:
     global _default  # noqa: PLW0603 -- the one documented piece of global state
     if _default is None:
-        with _sync.REGISTRY_LOCK:
-            if _default is None:
-                _default = NodeMetricsCollector()
-    return _default
+        _default = NodeMetricsCollector()

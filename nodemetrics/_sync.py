@@ -123,8 +123,9 @@ replaced, and waited for in slices (:func:`wait_for`): a recording of the
 forking thread may be asleep on that very lock, its signal handler having
 forked, and must get it once the handler returns. The registry is a plain
 set of weak references, copied with ``set.copy()``, which no other thread
-can interrupt. (A thread waiting on the registry lock itself when its
-signal handler forks is not covered: it waits for ever in the child.)
+can interrupt. The registry lock is taken the same way
+(:func:`under_registry_lock`), so a thread waiting for it when its signal
+handler forks gets it in the child too.
 """
 
 from __future__ import annotations
@@ -347,10 +348,36 @@ _HELD_FOR_FORK: list[Any] = []
 _FORK_WAIT_S = 1.0
 
 
+def under_registry_lock(fn: Callable[[], None]) -> None:
+    """
+    Call *fn* holding the registry lock.
+
+    Taken as a collector's lock is (in slices, see :func:`wait_for`, and in a
+    ``try`` whose ``finally`` lets pass only the release of a lock never
+    taken), not with ``with``: a signal handler that forks while this thread
+    waits must leave it waiting on the child's lock, free, not on the one the
+    parent held. The thread that holds it already (the default collector,
+    created under it, registers itself) calls *fn* at once.
+    """
+    lock = REGISTRY_LOCK
+    if lock._is_owned():  # type: ignore[attr-defined]  # noqa: SLF001
+        fn()
+        return
+    try:
+        if not lock.acquire(False):
+            wait_for(lock)
+        fn()
+    finally:
+        try:
+            lock.release()
+        except RuntimeError as exc:
+            if not unheld(exc):
+                raise
+
+
 def register(guard: Guard) -> None:
     """Make *guard* known to the fork hooks for as long as it lives."""
-    with REGISTRY_LOCK:
-        _LIVE.add(weakref.ref(guard, _LIVE.discard))
+    under_registry_lock(lambda: _LIVE.add(weakref.ref(guard, _LIVE.discard)))
 
 
 def live_guards() -> list[Guard]:

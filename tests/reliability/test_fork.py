@@ -228,3 +228,80 @@ def test_fork_from_a_handler_of_a_recording_asleep_on_the_lock(fresh_python):
     result = fresh_python(FORK_FROM_A_HANDLER_OF_A_SLEEPING_RECORDING, timeout=60)
     assert 0 == result.returncode, result.stderr
     assert "child: 0, parent: True" == result.stdout.strip()
+
+
+# The same with the registry lock: a signal handler forks while this thread,
+# creating a collector (or the default one), waits for the registry lock that
+# another thread holds.
+FORK_FROM_A_HANDLER_OF_A_THREAD_WAITING_FOR_THE_REGISTRY = textwrap.dedent(
+    """
+    import os, signal, sys, threading, time, warnings
+    warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork() with threads
+    from nodemetrics import NodeMetricsCollector, get_default_collector
+    from nodemetrics import _sync
+
+    forked = []
+    parent_forked = threading.Event()
+    main = threading.get_ident()
+    make = {make!r}
+
+    def handler(signum, frame):
+        pid = os.fork()
+        forked.append(pid)
+        if pid:
+            parent_forked.set()
+
+    signal.signal(signal.SIGUSR1, handler)
+
+    def waiting():
+        # This thread asleep on the lock: in wait_for(), which it enters only
+        # once the lock was found taken. (Code that waits otherwise never
+        # gets there; the signal then comes after 10 s, when it surely sleeps.)
+        frame = sys._current_frames().get(main)
+        return frame is not None and frame.f_code.co_name == "wait_for"
+
+    def holder():
+        with _sync.REGISTRY_LOCK:
+            deadline = time.monotonic() + 10
+            while not waiting() and time.monotonic() < deadline:
+                time.sleep(0.001)
+            signal.pthread_kill(main, signal.SIGUSR1)
+            parent_forked.wait(10)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    ok = False
+    try:
+        c = NodeMetricsCollector() if make == "collector" else get_default_collector()
+        c.record_success("n", 2.0)
+        ok = c.get_node_metrics("n").total_executions == 1
+    finally:
+        if forked and forked[0] == 0:
+            os._exit(0 if ok else 1)
+    thread.join()
+    pid = forked[0]
+    deadline = time.monotonic() + 10  # a child stuck on the parent's lock fails, not hangs
+    while not (done := os.waitpid(pid, os.WNOHANG))[0] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if not done[0]:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        print("child: hung")
+    else:
+        print(f"child: {{os.waitstatus_to_exitcode(done[1])}}, parent: {{ok}}")
+    """
+)
+
+
+@pytest.mark.parametrize("make", ["collector", "default collector"])
+def test_fork_from_a_handler_of_a_thread_waiting_for_the_registry_lock(fresh_python, make):
+    """
+    A signal handler that forks while its thread waits for the registry lock
+    (to create a collector, or the default one) that another thread holds:
+    in the child the wait ends once the handler returns, and the collector
+    records and reads.
+    """
+    script = FORK_FROM_A_HANDLER_OF_A_THREAD_WAITING_FOR_THE_REGISTRY.format(make=make)
+    result = fresh_python(script, timeout=60)
+    assert 0 == result.returncode, result.stderr
+    assert "child: 0, parent: True" == result.stdout.strip()

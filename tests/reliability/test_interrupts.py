@@ -40,7 +40,7 @@ from _internals import (
 
 import nodemetrics
 
-from nodemetrics import NodeMetricsCollector, _window, metered
+from nodemetrics import NodeMetricsCollector, _collector, _sync, _window, metered
 from nodemetrics._histogram import DEFAULT_BUCKETS_MS
 from nodemetrics._window import RollingWindow
 from nodemetrics.exporters.prometheus import PrometheusExporter
@@ -339,6 +339,48 @@ class TestEveryOpcode:
         assert not worker.is_alive()
         if failures:
             raise failures[0]
+
+
+@pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="as TestEveryOpcode")
+@pytest.mark.parametrize("make", ["collector", "default collector"])
+def test_creating_a_collector_cut_short_never_leaves_the_registry_lock_held(monkeypatch, make):
+    """
+    An exception at each interruptible point of creating a collector (which
+    registers it under the registry lock) or the default one (made under it):
+    the lock is never left held, and a collector made next is registered.
+    """
+
+    def create() -> object:
+        monkeypatch.setattr(_collector, "_default", None)
+        if make == "collector":
+            return NodeMetricsCollector()
+        return nodemetrics.get_default_collector()
+
+    failures: list[BaseException] = []
+
+    def every_k() -> None:
+        total = _count_points(create)
+        assert total > 3
+        for k in range(1, total + 1):
+            with contextlib.suppress(Interrupt):
+                _raise_at(k, create)
+            assert not _sync.REGISTRY_LOCK._is_owned(), f"registry lock held after opcode {k}"
+            made = create()
+            assert made._guard in _sync.live_guards()
+
+    def run() -> None:
+        try:
+            every_k()
+        except BaseException as exc:
+            failures.append(exc)
+
+    # In a thread of its own, as in TestEveryOpcode.
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join(120)
+    assert not worker.is_alive()
+    if failures:
+        raise failures[0]
 
 
 # Each in a bucket of its own (default bounds), so that a duration bucketed in
