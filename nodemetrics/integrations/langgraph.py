@@ -19,6 +19,14 @@ are not nodes. A node is named exactly as its graph names it (``:`` and
 subgraph by its path, ``"sub/inner"``, however many times the node above it
 called the subgraph.
 
+The functional API's tasks have no task of their own in those callbacks:
+LangGraph "pushes" each call of a ``@task`` and runs its function directly,
+with the task's name, a namespace one level below its caller's and the
+push trigger in its metadata. Such a run is metered as a node, named by its
+path below its caller (``"pipeline/fetch"``), unless it runs inside a pushed
+run that the handler metered (a task's, or a node's that a ``Send`` ran),
+whose namespace it then shares: a runnable named as its task or node.
+
 What is recorded for one run of a node:
 
 - a return: a success, timed from the start to the end of the run;
@@ -94,6 +102,12 @@ GraphT = TypeVar("GraphT", bound=Pregel)  # type: ignore[type-arg]
 _TASK_TAG = "graph:step:"
 _NS_KEY = "langgraph_checkpoint_ns"
 _NODE_KEY = "langgraph_node"
+# A task of the functional API (@task), called from an entrypoint or a node,
+# runs as a "push" task with no such tag: its function's own run carries the
+# task's name, these triggers, and a namespace one level below its caller's,
+# "wf:<task id>|double:<task id>".
+_TRIGGERS_KEY = "langgraph_triggers"
+_PUSHED = ("__pregel_push",)
 # The graph's input step runs as a task of this name when START has a branch.
 _START = "__start__"
 _NS_SEP = "|"
@@ -206,6 +220,10 @@ class NodeMetricsCallbackHandler(BaseCallbackHandler):
         self._runs: dict[int, tuple[str, str, int, str | None, _GraphRun]] = {}
         # Open parent runs (those that started a node run) by run id.
         self._graphs: dict[int, _GraphRun] = {}
+        # Open pushed runs (functional API tasks, nodes a Send ran) by
+        # namespace: a runnable run inside one has its namespace and, even
+        # named as it, is not another.
+        self._pushed: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return f"<NodeMetricsCallbackHandler(open_runs={len(self._runs)})>"
@@ -224,14 +242,17 @@ class NodeMetricsCallbackHandler(BaseCallbackHandler):
     ) -> None:
         """Open a node run, if this chain is one; count a retry if its task ran before."""
         start = perf_counter_ns()
-        if not tags or parent_run_id is None or metadata is None:
+        if parent_run_id is None or metadata is None:
             return
         try:
-            for tag in tags:
+            for tag in tags or ():
                 if tag.startswith(_TASK_TAG):
+                    pushed = metadata.get(_TRIGGERS_KEY) == _PUSHED
                     break
             else:
-                return
+                if not self._called_task(kwargs.get("name"), metadata):
+                    return
+                pushed = True
             namespace = metadata.get(_NS_KEY)
             if type(namespace) is not str or not namespace:
                 return
@@ -241,17 +262,39 @@ class NodeMetricsCallbackHandler(BaseCallbackHandler):
             elif name == _START:
                 return
             node = name if _NS_SEP not in namespace else _node_path(namespace, name)
-            parent_key = parent_run_id.int
-            graph = self._graphs.get(parent_key)
-            if graph is None:
-                graph = self._graphs.setdefault(parent_key, _GraphRun())
-            key = run_id.int
-            self._runs[key] = (node, name, start, namespace, graph)
-            previous = graph.open.setdefault(namespace, key)
-            if previous != key or graph.failed:
-                self._check_retry(key, previous, node, namespace, graph)
+            self._open(run_id.int, parent_run_id.int, (node, name, start, namespace), pushed=pushed)
         except Exception:  # noqa: BLE001 -- metering must never break the graph
             _log_failure("on_chain_start")
+
+    def _open(
+        self, key: int, parent_key: int, run: tuple[str, str, int, str], *, pushed: bool
+    ) -> None:
+        node, _, _, namespace = run
+        graph = self._graphs.get(parent_key)
+        if graph is None:
+            graph = self._graphs.setdefault(parent_key, _GraphRun())
+        self._runs[key] = (*run, graph)
+        if pushed:
+            self._pushed[namespace] = key
+        previous = graph.open.setdefault(namespace, key)
+        if previous != key or graph.failed:
+            self._check_retry(key, previous, node, namespace, graph)
+
+    def _called_task(self, name: object, metadata: dict[str, Any]) -> bool:
+        """Tell whether a chain run without a task's tag is a functional API task's run."""
+        # Not a runnable run inside a pushed run (a functional task's, or a
+        # node's that a Send pushed), however deep, though named as it: it
+        # has that run's namespace, open.
+        return (
+            metadata.get(_TRIGGERS_KEY) == _PUSHED
+            and type(name) is str
+            and name == metadata.get(_NODE_KEY)
+            and metadata.get(_NS_KEY) not in self._pushed
+        )
+
+    def _forget_pushed(self, key: int, namespace: str | None) -> None:
+        if namespace is not None and self._pushed.get(namespace) == key:
+            self._pushed.pop(namespace, None)
 
     def _check_retry(
         self, key: int, previous: int, node: str, namespace: str, graph: _GraphRun
@@ -290,6 +333,8 @@ class NodeMetricsCallbackHandler(BaseCallbackHandler):
             run = self._runs.pop(key, None)
             if run is not None:
                 node, _, start, namespace, graph = run
+                if self._pushed:
+                    self._forget_pushed(key, namespace)
                 if namespace is not None:
                     graph.open.pop(namespace, None)
                     # The timed path of track() and @metered: a success batched
@@ -318,6 +363,8 @@ class NodeMetricsCallbackHandler(BaseCallbackHandler):
             key = run_id.int
             run = self._runs.pop(key, None)
             if run is not None:
+                if self._pushed:
+                    self._forget_pushed(key, run[3])
                 self._record_error(key, run, (end - run[2]) / 1e6, error)
             if key in self._graphs:
                 self._close(key, error)
@@ -372,6 +419,7 @@ class NodeMetricsCallbackHandler(BaseCallbackHandler):
         for orphan in [*graph.open.values(), *graph.superseded]:
             run = self._runs.pop(orphan, None)
             if run is not None:
+                self._forget_pushed(orphan, run[3])
                 ended.append((run[0], run[1], (end - run[2]) / 1e6, run[3] is None))
         timed_out = None
         if _NODE_TIMEOUT is not None and issubclass(type(error), _NODE_TIMEOUT):

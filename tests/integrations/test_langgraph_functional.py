@@ -1,0 +1,226 @@
+"""instrument() on LangGraph's functional API: each @task call is an execution of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import operator
+import uuid
+
+from typing import Annotated, TypedDict
+
+# Imported, not importorskip()ped: langgraph is a dev dependency, and a broken
+# install must fail these tests, as it does in CI, rather than skip them quietly.
+import langgraph  # noqa: F401
+import pytest
+
+from conftest import outcome
+from langchain_core.runnables import RunnableLambda
+from langgraph.cache.memory import InMemoryCache
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.func import entrypoint, task
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import CachePolicy, Command, RetryPolicy, Send, interrupt
+
+from nodemetrics import NodeMetricsCollector
+from nodemetrics.integrations.langgraph import instrument
+
+
+@task
+def double(x: int) -> int:
+    return 2 * x
+
+
+@task
+def shout(word: str) -> str:
+    # Runnables inside a task, named as the task, one run inside another's
+    # run: not more executions of it.
+    upper = RunnableLambda(str.upper, name="shout")
+    return (upper | RunnableLambda(str.strip, name="shout")).invoke(upper.invoke(word))
+
+
+def counts(c: NodeMetricsCollector) -> dict[str, tuple[int, int, int, int, int, int]]:
+    return {node: outcome(c, node) for node in c.get_all_node_metrics()}
+
+
+def nothing_open(app: object) -> bool:
+    handler = type(app)._nodemetrics_handler  # type: ignore[attr-defined]
+    return ({}, {}, {}) == (handler._runs, handler._graphs, handler._pushed)
+
+
+class TestEntrypoint:
+    def test_each_task_call_counts_once_under_its_entrypoint(self):
+        """Three calls of one task, one of another, in sequence and at once."""
+
+        @entrypoint()
+        def pipeline(x: int) -> int:
+            first = double(x).result()
+            both = [double(first), double(first + 1)]
+            return sum(f.result() for f in both) + len(shout("a").result())
+
+        c = NodeMetricsCollector()
+        app = instrument(pipeline, c)
+        assert 27 == app.invoke(3)
+        assert nothing_open(app)
+        assert {
+            "pipeline": (1, 1, 0, 0, 0, 0),
+            "pipeline/double": (3, 3, 0, 0, 0, 0),
+            "pipeline/shout": (1, 1, 0, 0, 0, 0),
+        } == counts(c)
+
+    def test_a_retried_task_records_its_failure_and_one_retry(self):
+        """A RetryPolicy runs the task again: a failure, a retry, a success."""
+        attempts = []
+
+        @task(retry_policy=RetryPolicy(max_attempts=3, initial_interval=0.001, jitter=False))
+        def fetch(x: int) -> int:
+            attempts.append(x)
+            if len(attempts) == 1:
+                raise ConnectionError("reset")
+            return x
+
+        @entrypoint()
+        def job(x: int) -> int:
+            return fetch(x).result()
+
+        c = NodeMetricsCollector()
+        assert 7 == instrument(job, c).invoke(7)
+        assert 2 == len(attempts)
+        assert (2, 1, 1, 1, 0, 0) == outcome(c, "job/fetch")
+        assert 1 == c.get_node_metrics("job/fetch").network_errors
+        assert (1, 1, 0, 0, 0, 0) == outcome(c, "job")
+
+    def test_a_failing_task_fails_itself_and_its_entrypoint(self):
+        @task
+        def parse(text: str) -> int:
+            return int(text)
+
+        @entrypoint()
+        def job(text: str) -> int:
+            return parse(text).result()
+
+        c = NodeMetricsCollector()
+        app = instrument(job, c)
+        with pytest.raises(ValueError, match="invalid literal"):
+            app.invoke("x")
+        assert nothing_open(app)
+        assert (1, 0, 1, 0, 0, 0) == outcome(c, "job/parse")
+        assert (1, 0, 1, 0, 0, 0) == outcome(c, "job")
+
+    def test_a_task_called_by_a_task_is_named_by_both(self):
+        @task
+        def outer(x: int) -> int:
+            return double(x).result() + 1
+
+        @entrypoint()
+        def job(x: int) -> int:
+            return outer(x).result()
+
+        c = NodeMetricsCollector()
+        assert 7 == instrument(job, c).invoke(3)
+        assert {
+            "job": (1, 1, 0, 0, 0, 0),
+            "job/outer": (1, 1, 0, 0, 0, 0),
+            "job/outer/double": (1, 1, 0, 0, 0, 0),
+        } == counts(c)
+
+    def test_an_interrupt_in_a_task_is_an_interruption_then_a_run(self):
+        @task
+        def approve(x: int) -> int:
+            return interrupt("ok?") + x
+
+        @entrypoint(checkpointer=InMemorySaver())
+        def job(x: int) -> int:
+            return approve(x).result()
+
+        c = NodeMetricsCollector()
+        app = instrument(job, c)
+        config = {"configurable": {"thread_id": str(uuid.uuid4())}}
+        app.invoke(1, config)
+        assert (0, 0, 0, 0, 0, 1) == outcome(c, "job/approve")
+        assert 11 == app.invoke(Command(resume=10), config)
+        assert (1, 1, 0, 0, 0, 1) == outcome(c, "job/approve")
+        assert nothing_open(app)
+
+    def test_a_call_answered_from_the_cache_is_not_counted(self):
+        runs = []
+
+        @task(cache_policy=CachePolicy())
+        def lookup(x: int) -> int:
+            runs.append(x)
+            return x + 1
+
+        @entrypoint(cache=InMemoryCache())
+        def job(x: int) -> int:
+            return lookup(x).result()
+
+        c = NodeMetricsCollector()
+        app = instrument(job, c)
+        assert [3, 3] == [app.invoke(2), app.invoke(2)]
+        assert [2] == runs
+        assert (1, 1, 0, 0, 0, 0) == outcome(c, "job/lookup")
+        assert (2, 2, 0, 0, 0, 0) == outcome(c, "job")
+
+    def test_async_tasks(self):
+        @task
+        async def slow_double(x: int) -> int:
+            await asyncio.sleep(0)
+            return 2 * x
+
+        @entrypoint()
+        async def job(xs: list[int]) -> int:
+            return sum(await asyncio.gather(*(slow_double(x) for x in xs)))
+
+        c = NodeMetricsCollector()
+        assert 12 == asyncio.run(instrument(job, c).ainvoke([1, 2, 3]))
+        assert (3, 3, 0, 0, 0, 0) == outcome(c, "job/slow_double")
+
+
+class _State(TypedDict, total=False):
+    xs: list[int]
+    out: Annotated[list[int], operator.add]
+
+
+def _sent_twice() -> StateGraph:
+    def fan(state: _State) -> list[Send]:
+        return [Send("work", {"xs": [x]}) for x in state["xs"]]
+
+    def work(state: _State) -> _State:
+        # Named as the node, one run inside another's: neither is the node's.
+        plus = RunnableLambda(lambda v: v + 1, name="work")
+        minus = RunnableLambda(lambda v: v - 1, name="work")
+        x = (plus | minus).invoke(plus.invoke(state["xs"][0]))
+        return {"out": [double(x).result()]}
+
+    graph = StateGraph(_State)
+    graph.add_node("work", work)
+    graph.add_conditional_edges(START, fan, ["work"])
+    graph.add_edge("work", END)
+    return graph
+
+
+def test_a_task_called_from_a_graph_node_sent_to_twice():
+    """A task in a node that a Send runs twice: two runs of the node, two of the task;
+    runnables inside the node named as the node are neither."""
+    c = NodeMetricsCollector()
+    app = instrument(_sent_twice().compile(), c)
+    assert [4, 6] == sorted(app.invoke({"xs": [1, 2]})["out"])
+    assert nothing_open(app)
+    assert {"work": (2, 2, 0, 0, 0, 0), "work/double": (2, 2, 0, 0, 0, 0)} == counts(c)
+
+
+def test_the_same_in_a_subgraph():
+    """As above, the node sent to in a subgraph: its runs and its task's named by path."""
+    sub = _sent_twice().compile()
+    graph = StateGraph(_State)
+    graph.add_node("sub", sub)
+    graph.add_edge(START, "sub")
+    graph.add_edge("sub", END)
+    c = NodeMetricsCollector()
+    app = instrument(graph.compile(), c)
+    assert [4, 6] == sorted(app.invoke({"xs": [1, 2]})["out"])
+    assert nothing_open(app)
+    assert {
+        "sub": (1, 1, 0, 0, 0, 0),
+        "sub/work": (2, 2, 0, 0, 0, 0),
+        "sub/work/double": (2, 2, 0, 0, 0, 0),
+    } == counts(c)
