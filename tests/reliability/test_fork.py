@@ -162,11 +162,31 @@ class TestFork:
         assert 1 == c.get_node_metrics("n").total_executions  # the parent, untouched
 
 
+# The end of the scripts below, the parent's side: how the child ended, or
+# that it hung (killed after 10 s).
+REPORT_HOW_THE_CHILD_ENDED = textwrap.dedent(
+    """
+    thread.join()
+    pid = forked[0]
+    deadline = time.monotonic() + 10  # a child stuck on the parent's lock fails, not hangs
+    while not (done := os.waitpid(pid, os.WNOHANG))[0] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if not done[0]:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        print("child: hung")
+    else:
+        print(f"child: {os.waitstatus_to_exitcode(done[1])}, parent: {ok}")
+    """
+)
+
+
 # A signal handler forks while this thread's recording sleeps on the lock that
 # another thread holds; in the child the handler returns and the recording's
 # interrupted acquire resumes, on the lock the parent's holder took.
-FORK_FROM_A_HANDLER_OF_A_SLEEPING_RECORDING = textwrap.dedent(
-    """
+FORK_FROM_A_HANDLER_OF_A_SLEEPING_RECORDING = (
+    textwrap.dedent(
+        """
     import os, signal, threading, time, warnings
     warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork() with threads
     from nodemetrics import NodeMetricsCollector
@@ -204,18 +224,9 @@ FORK_FROM_A_HANDLER_OF_A_SLEEPING_RECORDING = textwrap.dedent(
     finally:
         if forked and forked[0] == 0:
             os._exit(0 if ok else 1)
-    thread.join()
-    pid = forked[0]
-    deadline = time.monotonic() + 10  # a child stuck on the parent's lock fails, not hangs
-    while not (done := os.waitpid(pid, os.WNOHANG))[0] and time.monotonic() < deadline:
-        time.sleep(0.01)
-    if not done[0]:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        print("child: hung")
-    else:
-        print(f"child: {os.waitstatus_to_exitcode(done[1])}, parent: {ok}")
     """
+    )
+    + REPORT_HOW_THE_CHILD_ENDED
 )
 
 
@@ -233,8 +244,9 @@ def test_fork_from_a_handler_of_a_recording_asleep_on_the_lock(fresh_python):
 # The same with the registry lock: a signal handler forks while this thread,
 # creating a collector (or the default one), waits for the registry lock that
 # another thread holds.
-FORK_FROM_A_HANDLER_OF_A_THREAD_WAITING_FOR_THE_REGISTRY = textwrap.dedent(
-    """
+FORK_FROM_A_HANDLER_OF_A_THREAD_WAITING_FOR_THE_REGISTRY = (
+    textwrap.dedent(
+        """
     import os, signal, sys, threading, time, warnings
     warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork() with threads
     from nodemetrics import NodeMetricsCollector, get_default_collector
@@ -243,7 +255,6 @@ FORK_FROM_A_HANDLER_OF_A_THREAD_WAITING_FOR_THE_REGISTRY = textwrap.dedent(
     forked = []
     parent_forked = threading.Event()
     main = threading.get_ident()
-    make = {make!r}
 
     def handler(signum, frame):
         pid = os.fork()
@@ -278,18 +289,9 @@ FORK_FROM_A_HANDLER_OF_A_THREAD_WAITING_FOR_THE_REGISTRY = textwrap.dedent(
     finally:
         if forked and forked[0] == 0:
             os._exit(0 if ok else 1)
-    thread.join()
-    pid = forked[0]
-    deadline = time.monotonic() + 10  # a child stuck on the parent's lock fails, not hangs
-    while not (done := os.waitpid(pid, os.WNOHANG))[0] and time.monotonic() < deadline:
-        time.sleep(0.01)
-    if not done[0]:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        print("child: hung")
-    else:
-        print(f"child: {{os.waitstatus_to_exitcode(done[1])}}, parent: {{ok}}")
     """
+    )
+    + REPORT_HOW_THE_CHILD_ENDED
 )
 
 
@@ -301,7 +303,7 @@ def test_fork_from_a_handler_of_a_thread_waiting_for_the_registry_lock(fresh_pyt
     in the child the wait ends once the handler returns, and the collector
     records and reads.
     """
-    script = FORK_FROM_A_HANDLER_OF_A_THREAD_WAITING_FOR_THE_REGISTRY.format(make=make)
+    script = f"make = {make!r}\n" + FORK_FROM_A_HANDLER_OF_A_THREAD_WAITING_FOR_THE_REGISTRY
     result = fresh_python(script, timeout=60)
     assert 0 == result.returncode, result.stderr
     assert "child: 0, parent: True" == result.stdout.strip()

@@ -286,6 +286,30 @@ def _interruptible() -> Callable[[object], bool]:
     return check
 
 
+def in_a_thread_of_its_own(test: Callable[[], None]) -> None:
+    """
+    Run *test* in a thread of its own, and raise what it raised.
+
+    An exception a trace function raises inside an ``except`` block can leave
+    CPython's record of the exception being handled behind (a tracing
+    artefact no signal can cause), and a thread's ends with it.
+    """
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            test()
+        except BaseException as exc:
+            failures.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join(120)
+    assert not worker.is_alive()
+    if failures:
+        raise failures[0]
+
+
 @pytest.mark.skipif(
     sys.version_info[:2] != (3, 11),
     reason="raising from a trace function's opcode events is reliable on 3.11 only: 3.12.1 "
@@ -322,23 +346,7 @@ class TestEveryOpcode:
                 assert not owns_lock(c), f"lock left held after a raise at opcode {k}"
                 assert_sound(c, invariants)
 
-        # In a thread of its own: an exception a trace function raises inside an
-        # `except` block can leave CPython's record of the exception being handled
-        # behind (a tracing artefact no signal can cause), and a thread's ends with it.
-        failures: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                every_k()
-            except BaseException as exc:
-                failures.append(exc)
-
-        worker = threading.Thread(target=run)
-        worker.start()
-        worker.join(120)
-        assert not worker.is_alive()
-        if failures:
-            raise failures[0]
+        in_a_thread_of_its_own(every_k)
 
 
 @pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="as TestEveryOpcode")
@@ -356,8 +364,6 @@ def test_creating_a_collector_cut_short_never_leaves_the_registry_lock_held(monk
             return NodeMetricsCollector()
         return nodemetrics.get_default_collector()
 
-    failures: list[BaseException] = []
-
     def every_k() -> None:
         total = _count_points(create)
         assert total > 3
@@ -368,19 +374,7 @@ def test_creating_a_collector_cut_short_never_leaves_the_registry_lock_held(monk
             made = create()
             assert made._guard in _sync.live_guards()
 
-    def run() -> None:
-        try:
-            every_k()
-        except BaseException as exc:
-            failures.append(exc)
-
-    # In a thread of its own, as in TestEveryOpcode.
-    worker = threading.Thread(target=run)
-    worker.start()
-    worker.join(120)
-    assert not worker.is_alive()
-    if failures:
-        raise failures[0]
+    in_a_thread_of_its_own(every_k)
 
 
 # Each in a bucket of its own (default bounds), so that a duration bucketed in
