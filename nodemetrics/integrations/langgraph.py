@@ -25,7 +25,12 @@ with the task's name, a namespace one level below its caller's and the
 push trigger in its metadata. Such a run is metered as a node, named by its
 path below its caller (``"pipeline/fetch"``), unless it runs inside a pushed
 run that the handler metered (a task's, or a node's that a ``Send`` ran),
-whose namespace it then shares: a runnable named as its task or node.
+whose namespace it then shares: a runnable named as its task or node. It
+belongs to its caller's parent run (the graph run, which waits for every
+task), not to its caller's run, which a task never waited for outlives; a
+task's timeout that its caller catches ends the task's run by
+:class:`asyncio.CancelledError` and fails nothing the handler hears, so it
+is a cancellation.
 
 What is recorded for one run of a node:
 
@@ -120,11 +125,14 @@ _TIMEOUT = ErrorCategory.TIMEOUT
 class _GraphRun:
     """What the handler knows of one open parent run: its open node runs, its failed tasks."""
 
-    __slots__ = ("failed", "open", "superseded")
+    __slots__ = ("failed", "names", "open", "superseded")
 
     def __init__(self) -> None:
         # Run id of each task's open run, by namespace.
         self.open: dict[str, int] = {}
+        # The namespace of every run opened under it, which the handler
+        # finds it by (for a functional task called by that run) until it ends.
+        self.names: list[str] = []
         # Tasks whose last run failed (None) or was cancelled ((node, name,
         # ms), until it is known whether by a timeout), by namespace.
         self.failed: dict[str, tuple[str, str, float] | None] = {}
@@ -224,6 +232,8 @@ class NodeMetricsCallbackHandler(BaseCallbackHandler):
         # namespace: a runnable run inside one has its namespace and, even
         # named as it, is not another.
         self._pushed: dict[str, int] = {}
+        # The parent run of each metered run's namespace, while it is open.
+        self._graph_of: dict[str, _GraphRun] = {}
 
     def __repr__(self) -> str:
         return f"<NodeMetricsCallbackHandler(open_runs={len(self._runs)})>"
@@ -245,12 +255,16 @@ class NodeMetricsCallbackHandler(BaseCallbackHandler):
         if parent_run_id is None or metadata is None:
             return
         try:
+            graph = None
             for tag in tags or ():
                 if tag.startswith(_TASK_TAG):
                     pushed = metadata.get(_TRIGGERS_KEY) == _PUSHED
                     break
             else:
-                if not self._called_task(kwargs.get("name"), metadata):
+                if metadata.get(_TRIGGERS_KEY) != _PUSHED:
+                    return
+                graph = self._task_graph(kwargs.get("name"), parent_run_id.int, metadata)
+                if graph is None:
                     return
                 pushed = True
             namespace = metadata.get(_NS_KEY)
@@ -259,38 +273,66 @@ class NodeMetricsCallbackHandler(BaseCallbackHandler):
             name = metadata.get(_NODE_KEY)
             if type(name) is not str or not name:
                 name = _level_name(namespace.rpartition(_NS_SEP)[2])
-            elif name == _START:
+            elif name == _START and graph is None:
+                # The graph's input step, not a task of that name.
                 return
             node = name if _NS_SEP not in namespace else _node_path(namespace, name)
-            self._open(run_id.int, parent_run_id.int, (node, name, start, namespace), pushed=pushed)
+            run = (node, name, start, namespace)
+            self._open(run_id.int, parent_run_id.int, run, graph, pushed=pushed)
         except Exception:  # noqa: BLE001 -- metering must never break the graph
             _log_failure("on_chain_start")
 
     def _open(
-        self, key: int, parent_key: int, run: tuple[str, str, int, str], *, pushed: bool
+        self,
+        key: int,
+        parent_key: int,
+        run: tuple[str, str, int, str],
+        graph: _GraphRun | None,
+        *,
+        pushed: bool,
     ) -> None:
         node, _, _, namespace = run
-        graph = self._graphs.get(parent_key)
         if graph is None:
-            graph = self._graphs.setdefault(parent_key, _GraphRun())
+            graph = self._graphs.get(parent_key)
+            if graph is None:
+                graph = self._graphs.setdefault(parent_key, _GraphRun())
         self._runs[key] = (*run, graph)
+        self._graph_of[namespace] = graph
+        graph.names.append(namespace)
         if pushed:
             self._pushed[namespace] = key
         previous = graph.open.setdefault(namespace, key)
         if previous != key or graph.failed:
             self._check_retry(key, previous, node, namespace, graph)
 
-    def _called_task(self, name: object, metadata: dict[str, Any]) -> bool:
-        """Tell whether a chain run without a task's tag is a functional API task's run."""
-        # Not a runnable run inside a pushed run (a functional task's, or a
-        # node's that a Send pushed), however deep, though named as it: it
-        # has that run's namespace, open.
-        return (
-            metadata.get(_TRIGGERS_KEY) == _PUSHED
-            and type(name) is str
-            and name == metadata.get(_NODE_KEY)
-            and metadata.get(_NS_KEY) not in self._pushed
-        )
+    def _task_graph(
+        self, name: object, parent_key: int, metadata: dict[str, Any]
+    ) -> _GraphRun | None:
+        """
+        Return the parent run of a functional API task's run, else ``None``.
+
+        The parent run is its caller's (the graph run or subgraph run that
+        waits for every task its nodes push), not the caller's own run, which
+        a task it does not wait for outlives, and which may be a tool's.
+        """
+        # Pushed (the caller checked).
+        if type(name) is not str or name != metadata.get(_NODE_KEY):
+            return None
+        namespace = metadata.get(_NS_KEY)
+        if type(namespace) is not str:
+            return None
+        parent = self._runs.get(parent_key)
+        if parent is not None:
+            # Called by a metered run (an entrypoint's, a node's, a task's),
+            # unless it is one of that run's own runnables, named as it, which
+            # have its namespace: a re-attempt of a task has its caller's.
+            return parent[4] if parent[3] != namespace else None
+        if namespace in self._pushed:
+            # A runnable deeper inside an open pushed run, named as it.
+            return None
+        # Called from inside a runnable or a tool of its caller.
+        graph = self._graph_of.get(namespace.rpartition(_NS_SEP)[0])
+        return graph if graph is not None else self._graphs.setdefault(parent_key, _GraphRun())
 
     def _forget_pushed(self, key: int, namespace: str | None) -> None:
         if namespace is not None and self._pushed.get(namespace) == key:
@@ -404,7 +446,13 @@ class NodeMetricsCallbackHandler(BaseCallbackHandler):
 
     def _close(self, key: int, error: BaseException | None) -> None:
         graph = self._graphs.pop(key, None)
-        if graph is None or not (graph.open or graph.failed or graph.superseded):
+        if graph is None:
+            return
+        graph_of = self._graph_of
+        for namespace in graph.names:
+            if graph_of.get(namespace) is graph:
+                graph_of.pop(namespace, None)
+        if not (graph.open or graph.failed or graph.superseded):
             return
         end = perf_counter_ns()
         # (node, name, ms, timed out for sure) of each run that ended by a

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import operator
+import threading
 import uuid
 
-from typing import Annotated, TypedDict
+from typing import Annotated, Any, TypedDict
 
 # Imported, not importorskip()ped: langgraph is a dev dependency, and a broken
 # install must fail these tests, as it does in CI, rather than skip them quietly.
-import langgraph  # noqa: F401
+import langgraph.errors
 import pytest
 
 from conftest import outcome
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables import RunnableLambda
+from langchain_core.tools import tool
 from langgraph.cache.memory import InMemoryCache
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.func import entrypoint, task
@@ -23,6 +27,14 @@ from langgraph.types import CachePolicy, Command, RetryPolicy, Send, interrupt
 
 from nodemetrics import NodeMetricsCollector
 from nodemetrics.integrations.langgraph import instrument
+
+
+# The oldest supported LangGraph (1.0.0) has no task timeouts.
+NodeTimeoutError: Any = getattr(langgraph.errors, "NodeTimeoutError", None)
+needs_task_timeouts = pytest.mark.skipif(
+    NodeTimeoutError is None or "timeout" not in inspect.signature(task).parameters,
+    reason="this LangGraph has no task timeouts",
+)
 
 
 @task
@@ -44,7 +56,7 @@ def counts(c: NodeMetricsCollector) -> dict[str, tuple[int, int, int, int, int, 
 
 def nothing_open(app: object) -> bool:
     handler = type(app)._nodemetrics_handler  # type: ignore[attr-defined]
-    return ({}, {}, {}) == (handler._runs, handler._graphs, handler._pushed)
+    return ({}, {}, {}, {}) == (handler._runs, handler._graphs, handler._pushed, handler._graph_of)
 
 
 class TestEntrypoint:
@@ -173,6 +185,156 @@ class TestEntrypoint:
         c = NodeMetricsCollector()
         assert 12 == asyncio.run(instrument(job, c).ainvoke([1, 2, 3]))
         assert (3, 3, 0, 0, 0, 0) == outcome(c, "job/slow_double")
+
+
+class _WhenEnded(BaseCallbackHandler):
+    """Sets an event once the run of a chain of this name has ended."""
+
+    run_inline = True
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.ended = threading.Event()
+        self.runs: set[object] = set()
+
+    def on_chain_start(self, serialized, inputs, *, run_id, **kwargs):
+        if kwargs.get("name") == self.name:
+            self.runs.add(run_id)
+
+    def on_chain_end(self, outputs, *, run_id, **kwargs):
+        if run_id in self.runs:
+            self.ended.set()
+
+
+class TestRunsTheHandlerCannotPairByTheirCaller:
+    """Found by review: a task's run is bounded by its graph run, not by its caller's."""
+
+    def test_a_task_that_ends_after_its_caller_counts_once_it_ends(self):
+        """Never waited for, it runs on, and ends after the entrypoint's run (that order
+        forced by an event the entrypoint's end sets); none of the handler's state is left."""
+        entrypoint_ended = _WhenEnded("pipeline")
+        finished = []
+
+        @task
+        def side_effect(x: int) -> int:
+            assert entrypoint_ended.ended.wait(10)
+            finished.append(x)
+            return x
+
+        @entrypoint()
+        def pipeline(x: int) -> int:
+            side_effect(x)  # never .result()
+            return x
+
+        c = NodeMetricsCollector()
+        app = instrument(pipeline, c)
+        assert 5 == app.invoke(5, {"callbacks": [entrypoint_ended]})
+        assert [5] == finished
+        assert (1, 1, 0, 0, 0, 0) == outcome(c, "pipeline/side_effect")
+        assert nothing_open(app)
+
+    def test_a_task_called_inside_a_tool(self):
+        """A tool's run ends by a callback the handler does not hear: nothing is left open."""
+
+        @task
+        def lookup(q: str) -> str:
+            return q.upper()
+
+        @tool
+        def search(q: str) -> str:
+            """Search."""
+            return lookup(q).result()
+
+        @entrypoint()
+        def agent(q: str) -> str:
+            return search.invoke({"q": q})
+
+        c = NodeMetricsCollector()
+        app = instrument(agent, c)
+        assert ["HI", "HI", "HI"] == [app.invoke("hi") for _ in range(3)]
+        assert (3, 3, 0, 0, 0, 0) == outcome(c, "agent/lookup")
+        assert nothing_open(app)
+
+    @needs_task_timeouts
+    def test_a_timed_out_task_re_attempted_before_its_run_ended(self):
+        """The RetryPolicy starts the next attempt at once, while the cancelled one
+        is still open under the same namespace: a timeout, a retry and a success."""
+        attempts = []
+        release = asyncio.Event()
+
+        @task(
+            timeout=0.05,
+            retry_policy=RetryPolicy(
+                max_attempts=2, initial_interval=0.0, jitter=False, retry_on=NodeTimeoutError
+            ),
+        )
+        async def fetch(x: int) -> int:
+            attempts.append(x)
+            if len(attempts) == 1:
+                await release.wait()  # set by no one: it can only be cancelled
+            return x
+
+        @entrypoint()
+        async def job(x: int) -> int:
+            return await fetch(x)
+
+        c = NodeMetricsCollector()
+        app = instrument(job, c)
+        assert 3 == asyncio.run(app.ainvoke(3))
+        assert (2, 1, 1, 1, 0, 0) == outcome(c, "job/fetch")
+        assert 1 == c.get_node_metrics("job/fetch").timeout_errors
+        assert nothing_open(app)
+
+    def test_two_resumes_of_one_thread_at_once(self):
+        """Both runs give their tasks the same ids, so the same namespaces: each
+        call is still one execution."""
+        calls: list[str] = []
+
+        @task
+        async def work(x: int) -> int:
+            calls.append("work")
+            await asyncio.sleep(0)
+            return x
+
+        @task
+        async def approve(x: int) -> int:
+            calls.append("approve")
+            return interrupt("ok?") + x
+
+        @entrypoint(checkpointer=InMemorySaver())
+        async def job(x: int) -> int:
+            a = await approve(x)
+            return a + sum(await asyncio.gather(*(work(i) for i in range(3))))
+
+        async def run() -> list[int]:
+            config = {"configurable": {"thread_id": str(uuid.uuid4())}}
+            await app.ainvoke(1, config)
+            calls.clear()
+            resume = Command(resume=10)
+            return list(
+                await asyncio.gather(app.ainvoke(resume, config), app.ainvoke(resume, config))
+            )
+
+        c = NodeMetricsCollector()
+        app = instrument(job, c)
+        assert [14, 14] == asyncio.run(run())
+        assert (6, 2) == (calls.count("work"), calls.count("approve"))
+        assert (6, 6, 0, 0, 0, 0) == outcome(c, "job/work")
+        assert (2, 2, 0, 0, 0, 1) == outcome(c, "job/approve")
+        assert nothing_open(app)
+
+    def test_a_task_named_start(self):
+        @task(name="__start__")
+        def first(x: int) -> int:
+            return x
+
+        @entrypoint()
+        def pipeline(x: int) -> int:
+            return first(x).result() + first(x).result()
+
+        c = NodeMetricsCollector()
+        assert 4 == instrument(pipeline, c).invoke(2)
+        assert (2, 2, 0, 0, 0, 0) == outcome(c, "pipeline/__start__")
 
 
 class _State(TypedDict, total=False):

@@ -47,7 +47,7 @@ def handler_of(app) -> NodeMetricsCallbackHandler:
 
 
 def assert_nothing_open(handler: NodeMetricsCallbackHandler) -> None:
-    assert ({}, {}, {}) == (handler._runs, handler._graphs, handler._pushed)
+    assert ({}, {}, {}, {}) == (handler._runs, handler._graphs, handler._pushed, handler._graph_of)
 
 
 def chain(*names: str, node=None, parallel: bool = False) -> StateGraph:

@@ -68,7 +68,7 @@ def test_100k_invocations_do_not_grow():
         run(i)
     objects_after, blocks_after = measure()
 
-    assert ({}, {}, {}) == (handler._runs, handler._graphs, handler._pushed)
+    assert ({}, {}, {}, {}) == (handler._runs, handler._graphs, handler._pushed, handler._graph_of)
     m = c.get_node_metrics("n")
     failures = total // 4
     interrupts = len([i for i in range(total) if i % 4 != 3 and i % 10 == 5])
