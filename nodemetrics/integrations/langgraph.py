@@ -277,26 +277,26 @@ class NodeMetricsCallbackHandler(BaseCallbackHandler):
                 # The graph's input step, not a task of that name.
                 return
             node = name if _NS_SEP not in namespace else _node_path(namespace, name)
-            run = (node, name, start, namespace)
-            self._open(run_id.int, parent_run_id.int, run, graph, pushed=pushed)
+            self._open(run_id.int, parent_run_id.int, node, name, start, namespace, graph, pushed)
         except Exception:  # noqa: BLE001 -- metering must never break the graph
             _log_failure("on_chain_start")
 
-    def _open(
+    def _open(  # noqa: PLR0913, PLR0917 -- positional: the hot path of every node run
         self,
         key: int,
         parent_key: int,
-        run: tuple[str, str, int, str],
+        node: str,
+        name: str,
+        start: int,
+        namespace: str,
         graph: _GraphRun | None,
-        *,
         pushed: bool,
     ) -> None:
-        node, _, _, namespace = run
         if graph is None:
             graph = self._graphs.get(parent_key)
             if graph is None:
                 graph = self._graphs.setdefault(parent_key, _GraphRun())
-        self._runs[key] = (*run, graph)
+        self._runs[key] = (node, name, start, namespace, graph)
         self._graph_of[namespace] = graph
         graph.names.append(namespace)
         if pushed:
