@@ -149,15 +149,16 @@ class TestNodeMetrics:
         assert largest == m.retry_count
         assert m == NodeMetrics.from_dict(json.loads(json.dumps(m.to_dict())))
 
+    @pytest.mark.parametrize("kind", [float, _Float], ids=["float", "subclass"])
     @pytest.mark.parametrize("field", [*OPTIONAL_DURATIONS, "avg_execution_ms"])
-    def test_negative_zero_is_stored_as_zero(self, field):
+    def test_negative_zero_is_stored_as_zero(self, field, kind):
         """A duration of -0.0 is kept as 0.0, so that no snapshot shows "-0.0"."""
         fields = dict.fromkeys(OPTIONAL_DURATIONS, 0.0)
-        fields.update({"avg_execution_ms": 0.0, field: -0.0})
+        fields.update({"avg_execution_ms": 0.0, field: kind(-0.0)})
         m = NodeMetrics(total_executions=1, success_count=1, **fields)
         assert "0.0" == repr(getattr(m, field))
         assert "-" not in json.dumps(m.to_dict())
-        assert "0.0" == repr(NodeMetrics(avg_execution_ms=-0.0).avg_execution_ms)
+        assert "0.0" == repr(NodeMetrics(avg_execution_ms=kind(-0.0)).avg_execution_ms)
 
     @pytest.mark.parametrize("field", [*OPTIONAL_DURATIONS, "avg_execution_ms"])
     @pytest.mark.parametrize("bad", [-0.5, math.nan, math.inf, -math.inf])

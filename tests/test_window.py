@@ -157,6 +157,26 @@ class TestRollingWindow:
             assert close(oracle(list(model)), list(read))
             assert fresh(1000, list(model)).p50_p90_p99() == read
 
+    @pytest.mark.parametrize("extra", [0, 1])
+    @pytest.mark.parametrize("how", ["add", "extend"])
+    @pytest.mark.parametrize("filling", [False, True], ids=["full", "filling"])
+    @pytest.mark.parametrize("size", [100, 20])
+    def test_notes_up_to_a_quarter_and_sorts_afresh_past_it(self, size, filling, how, extra):
+        """Notes up to a quarter of the window (at least 8) are merged; one more sorts afresh."""
+        limit = max(8, size // 4)
+        w = RollingWindow(size)
+        w.extend([float(i % 7) for i in range(size // 2 if filling else size)])
+        w.p50_p90_p99()
+        came = [float(i % 5) + 0.5 for i in range(limit + extra)]
+        if how == "add":
+            for value in came:
+                w.add(value, False)
+        else:
+            w.extend(came)
+        assert w._stale == bool(extra)
+        assert len(w._new) == (0 if extra else limit)
+        assert close(oracle(w.latest(size)), list(w.p50_p90_p99()))
+
     def test_ranks_of_every_length_with_an_empty_cache(self, monkeypatch):
         """
         Every window length's ranks, computed afresh (the cache emptied, so
@@ -468,6 +488,41 @@ class TestSavedLeavers:
             w.add(value, False)
             assert not w._gone
             assert close(oracle(w.latest(size)), list(w.p50_p90_p99()))
+
+    @pytest.mark.parametrize("k", [1, 2, 3])
+    def test_read_every_few_samples_with_several_chunks(self, k):
+        """A window that saves its leavers, in several chunks, read every k samples stays exact."""
+        size = _window._SAVED_FROM + 300
+        w = RollingWindow(size)
+        model: deque[float] = deque(maxlen=size)
+        for value, _ in run_of(size, 0, False):
+            w.add(value, False)
+            model.append(value)
+        w.p50_p90_p99()
+        assert len(w._chunks) > 1
+        assert w._saving is not None
+        for seed in range(1, 31):
+            for value, _ in run_of(k, seed, False):
+                w.add(value, False)
+                model.append(value)
+            assert close(oracle(list(model)), list(w.p50_p90_p99()))
+
+    def test_saves_from_a_head_inside_a_stretch(self):
+        """Sorted afresh with its head inside a stretch, a window saves the rest of that stretch."""
+        size = _window._SAVED_FROM * 2
+        w = RollingWindow(size)
+        model: deque[float] = deque(maxlen=size)
+        for value, _ in run_of(size + 300, 1, False):
+            w.add(value, False)
+            model.append(value)
+        w.p50_p90_p99()  # stale since it filled: sorts afresh, then saves
+        assert (300, True) == (w._head, w._saving is not None)
+        for value, _ in run_of(2 * _window.STRETCH, 2, False):
+            w.add(value, False)
+            model.append(value)
+            if not w._head % 100:
+                assert close(oracle(list(model)), list(w.p50_p90_p99()))
+        assert w._saving is not None
 
     @pytest.mark.parametrize("extra", [0, 1])
     def test_sorts_afresh_past_a_quarter_read_by_read(self, extra):
