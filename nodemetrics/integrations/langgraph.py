@@ -232,7 +232,9 @@ class NodeMetricsCallbackHandler(BaseCallbackHandler):
         # namespace: a runnable run inside one has its namespace and, even
         # named as it, is not another.
         self._pushed: dict[str, int] = {}
-        # The parent run of each metered run's namespace, while it is open.
+        # The parent run of each metered run, by the run's namespace, until
+        # that parent run ends (a task the run never waited for may start
+        # after the run ended): one entry per node run of an open graph run.
         self._graph_of: dict[str, _GraphRun] = {}
 
     def __repr__(self) -> str:
