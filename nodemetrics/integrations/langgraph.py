@@ -63,11 +63,12 @@ What is recorded for one run of a node:
   timed to the end of the graph run.
 
 Concurrency: the handler keeps, per open node run, one small tuple, and per
-open graph run its open node runs and the tasks whose last run failed or
-was cancelled. Each is touched by single ``dict``/``set`` operations, which
-the GIL makes atomic, so one handler may serve any number of threads and
-asyncio tasks at once; everything is freed when the run ends, whichever way
-it ends.
+open graph run its open node runs, the tasks whose last run failed or was
+cancelled, and the namespace of each node run it had (for a task that run
+did not wait for). Each is touched by single ``dict``/``set``/``list``
+operations, which the GIL makes atomic, so one handler may serve any number
+of threads and asyncio tasks at once; everything is freed when the graph
+run ends, whichever way it ends.
 """
 
 from __future__ import annotations
