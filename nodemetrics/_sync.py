@@ -125,7 +125,12 @@ forked, and must get it once the handler returns. The registry is a plain
 set of weak references, copied with ``set.copy()``, which no other thread
 can interrupt. The registry lock is taken the same way
 (:func:`under_registry_lock`), so a thread waiting for it when its signal
-handler forks gets it in the child too.
+handler forks gets it in the child too. A lock that the forking thread holds
+already (a signal handler or finalizer that forks from inside a call of its
+own thread) is neither taken by the hook nor made free in the child: the call
+holding it is only interrupted, and goes on once the handler returns, so
+meanwhile the handler's own calls in the child queue behind it, as they would
+in the parent, instead of changing the node under it.
 """
 
 from __future__ import annotations
@@ -388,10 +393,17 @@ def live_guards() -> list[Guard]:
 def _before_fork() -> None:
     held = _HELD_FOR_FORK
     # Listed before acquired: after_in_parent releases what it can and
-    # ignores a lock that an exception kept from being taken.
-    held.append(REGISTRY_LOCK)
-    REGISTRY_LOCK.acquire()
+    # ignores a lock that an exception kept from being taken. A lock that
+    # this very thread holds already (fork() from a signal handler or
+    # finalizer that interrupted a call of its own) is not taken again: no
+    # other thread can hold it, and the child must find it held by this
+    # thread still, as the interrupted call left it (see _after_fork_in_child).
+    if not REGISTRY_LOCK._is_owned():  # type: ignore[attr-defined]  # noqa: SLF001
+        held.append(REGISTRY_LOCK)
+        REGISTRY_LOCK.acquire()
     for guard in live_guards():
+        if guard.owned():
+            continue
         lock = guard.lock
         held.append(lock)
         if not lock.acquire(timeout=_FORK_WAIT_S):
@@ -410,6 +422,7 @@ def _after_fork_in_parent() -> None:
 
 
 def _after_fork_in_child() -> None:
+    taken = _HELD_FOR_FORK[:]
     _HELD_FOR_FORK.clear()
     # Each lock is made free again in place, not replaced: a frame of this
     # thread may be waiting for that very object (a recording asleep on it,
@@ -417,9 +430,25 @@ def _after_fork_in_child() -> None:
     # acquire() goes on waiting on what the lock was before the fork, but
     # its next slice (wait_for) asks the object, free now; a new lock would
     # leave it asking the old one, which no thread of the child releases.
-    REGISTRY_LOCK._at_fork_reinit()  # type: ignore[attr-defined]  # noqa: SLF001
+    # But a lock this thread held before the hook (which then did not take
+    # it) stays held: the call that holds it is only interrupted, and goes
+    # on changing its node once the handler returns; meanwhile the handler's
+    # own calls must queue behind it, as they would in the parent.
+    if _taken_or_foreign(REGISTRY_LOCK, taken):
+        REGISTRY_LOCK._at_fork_reinit()  # type: ignore[attr-defined]  # noqa: SLF001
     for guard in live_guards():
-        guard.free_after_fork()
+        if _taken_or_foreign(guard.lock, taken):
+            guard.free_after_fork()
+        else:
+            # Its waiters were other threads, which the child does not have.
+            guard.waiting.clear()
+
+
+def _taken_or_foreign(lock: threading.RLock, taken: list[Any]) -> bool:
+    # In a child: whether *lock* is held by the fork hook, by a thread the
+    # child does not have, or by no one, rather than by this thread's own
+    # interrupted call.
+    return any(lock is other for other in taken) or not lock._is_owned()  # type: ignore[attr-defined]  # noqa: SLF001
 
 
 os.register_at_fork(

@@ -637,10 +637,22 @@ class TestReentrancy:
 
     @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
     def test_child_gets_a_fresh_lock(self, setup):
-        """An exporter lock held at fork time (by a thread gone in the child) is replaced."""
+        """An exporter lock that another thread (gone in the child) holds at fork time
+        is free in the child: its recordings reach the SDK at once."""
         c, reader = setup
         exporter = the_exporter(c)
-        with lock_of(exporter):
+        holding = threading.Event()
+        release = threading.Event()
+
+        def holder() -> None:
+            with lock_of(exporter):
+                holding.set()
+                release.wait(30)
+
+        thread = threading.Thread(target=holder, daemon=True)
+        thread.start()
+        assert holding.wait(5)
+        try:
             pid = os.fork()
             if pid == 0:
                 code = 1
@@ -650,5 +662,37 @@ class TestReentrancy:
                     code = 0 if ok else 1
                 finally:
                     os._exit(code)
+        finally:
+            release.set()
+            thread.join(5)
+        _, status = os.waitpid(pid, 0)
+        assert 0 == os.waitstatus_to_exitcode(status)
+
+    @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+    def test_a_lock_the_forking_thread_holds_stays_held_in_the_child(self, setup):
+        """Forked by the thread that holds the exporter's lock (a signal handler inside
+        the exporter's call): the child's recording is queued for that holder, not sent
+        to the SDK whose lock it may hold, and goes to the SDK once the holder is done."""
+        c, reader = setup
+        exporter = the_exporter(c)
+        with lock_of(exporter):
+            pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    c.record_success("n", 1.0)
+                    queued = len(exporter._queue) == 1 and "n" not in histograms(reader)
+                    code = 0 if queued else 1
+                finally:
+                    if code:
+                        os._exit(code)
+        if pid == 0:
+            # The child, the lock released: the next recording takes the queue along.
+            code = 1
+            try:
+                c.record_success("n", 2.0)
+                code = 0 if 2 == histograms(reader)["n"].count else 1
+            finally:
+                os._exit(code)
         _, status = os.waitpid(pid, 0)
         assert 0 == os.waitstatus_to_exitcode(status)

@@ -15,12 +15,14 @@ import bisect
 import contextlib
 import dis
 import functools
+import os
 import random
 import signal
 import sys
 import textwrap
 import threading
 import time
+import warnings
 
 from collections.abc import Callable
 from pathlib import Path
@@ -542,8 +544,9 @@ def test_a_window_that_saves_its_leavers_cut_short_reads_exactly_once_repaired(h
         exact(c)
 
 
-def _count_points(call) -> int:
-    """Run *call*, counting the interruptible points inside nodemetrics that it passes."""
+def _count_points(call, within: str = PACKAGE) -> int:
+    """Run *call*, counting the interruptible points inside nodemetrics (or the files
+    under *within*) that it passes."""
     seen = 0
     interruptible = _interruptible()
 
@@ -554,7 +557,7 @@ def _count_points(call) -> int:
         return local
 
     def trace(frame, event, arg):
-        if frame.f_code.co_filename.startswith(PACKAGE):
+        if frame.f_code.co_filename.startswith(within):
             frame.f_trace_opcodes = True
             return local
         return None
@@ -717,9 +720,12 @@ class TestHotPathRelease:
             assert not owns_lock(fresh), f"lock left held after a raise at point {k}"
 
 
-def _call_at(k: int, action: Callable[[], object], call: Callable[[], object]) -> None:
+def _call_at(
+    k: int, action: Callable[[], object], call: Callable[[], object], within: str = PACKAGE
+) -> None:
     """Run *call*, running *action* (as a signal handler would) at its k-th interruptible
-    point inside nodemetrics; the trace function is off while *action* runs."""
+    point inside nodemetrics (or the files under *within*); the trace function is off
+    while *action* runs."""
     left = k
     interruptible = _interruptible()
 
@@ -732,7 +738,7 @@ def _call_at(k: int, action: Callable[[], object], call: Callable[[], object]) -
         return local
 
     def trace(frame, event, arg):
-        if left > 0 and frame.f_code.co_filename.startswith(PACKAGE):
+        if left > 0 and frame.f_code.co_filename.startswith(within):
             frame.f_trace_opcodes = True
             return local
         return None
@@ -839,3 +845,126 @@ def test_a_read_from_inside_the_collector_cut_short_repairs_its_node(monkeypatch
         c.get_node_metrics("b")
     monkeypatch.setattr(window, "_catch_up", real)
     assert expected == c.get_node_metrics("b")
+
+
+def _exit_status(pid: int) -> int | str:
+    """The exit status of child *pid*, or "hung" (killed) if it runs for 10 s."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)  # polling a child process; no race depends on it
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return "hung"
+
+
+def _fork_at_each_point(prepared, child_check, within: str = PACKAGE) -> list[tuple[int, object]]:
+    """
+    At each interruptible point k of the call that ``prepared()`` returns (with its
+    collector), a "signal handler" forks; in the child the handler records into the
+    collector and reads it, then returns, and the interrupted call goes on. Return the
+    points whose child failed ``child_check(collector)``, with how it ended.
+    """
+    total = _count_points(prepared()[1], within)
+    assert total > 5
+    failed: list[tuple[int, object]] = []
+    for k in range(1, total + 1):
+        c, call = prepared()
+        forked: list[int] = []
+
+        def handler(c=c, forked=forked) -> None:
+            with warnings.catch_warnings():
+                # 3.12+ warns of fork() with threads running: none here.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                pid = os.fork()
+            forked.append(pid)
+            if pid == 0:
+                c.record_success("n", 7.0)
+                c.get_all_node_metrics()
+
+        try:
+            _call_at(k, handler, call, within)
+        finally:
+            if forked == [0]:
+                # The child, once the interrupted call returned (or raised).
+                code = 1
+                try:
+                    code = 0 if child_check(c) else 1
+                finally:
+                    os._exit(code)
+        if forked:
+            status = _exit_status(forked[0])
+            if status != 0:
+                failed.append((k, status))
+    return failed
+
+
+@pytest.mark.skipif(
+    sys.version_info[:2] != (3, 11),
+    reason="runs a handler from a trace function's opcode events, as TestEveryOpcode does",
+)
+class TestForkFromAHandlerMidCall:
+    """
+    A signal handler forks while its own thread is inside a call that changes a node
+    (holding the collector's lock): in the child that call is only interrupted, so the
+    handler's own recordings and reads there must queue behind it, as in the parent,
+    instead of changing the node under it. (The fork hooks once made the lock free in the
+    child: the window then held more or fewer samples than executions, or a fold counted
+    twice; tests/reliability/test_fork.py tries the same with real signals.)
+    """
+
+    @pytest.mark.parametrize("how", ["record_success", "record_failure", "fold"])
+    def test_the_child_counts_every_execution_once(self, how, invariants):
+        window = 4
+
+        def prepared():
+            c = NodeMetricsCollector(window_size=window)
+            for d in (1.0, 2.0, 3.0):
+                c.record_success("n", d)
+            if how == "record_success":
+                return c, functools.partial(c.record_success, "n", 50.0)
+            if how == "record_failure":
+                return c, functools.partial(c.record_failure, "n", 50.0, TimeoutError())
+            for _ in range(2):
+                with c.track("n"):
+                    pass
+            return c, functools.partial(fold_batch, c, "n")
+
+        executions = 4 + (how == "fold")  # then the child's handler's one
+
+        def child_check(c: NodeMetricsCollector) -> bool:
+            m = c.get_node_metrics("n")
+            return (
+                m.total_executions == executions + 1
+                and len(window_samples(c, "n")) == window
+                and c.get_node_histogram("n").count == m.total_executions
+                and not invariants(m)
+            )
+
+        assert [] == _fork_at_each_point(prepared, child_check)
+
+    def test_the_child_never_waits_for_the_sdk_lock_its_interrupted_frame_holds(self):
+        """The same inside the OpenTelemetry SDK's record(), called by the exporter under
+        its lock: the child's recording is queued instead of calling the SDK, whose own
+        lock (not re-entrant) the interrupted frame may hold."""
+        otel = pytest.importorskip("opentelemetry.sdk.metrics")
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+        from nodemetrics.exporters.otel import OpenTelemetryExporter
+
+        sdk = str(Path(otel.__file__).parent)
+        kept = []
+
+        def prepared():
+            c = NodeMetricsCollector()
+            provider = otel.MeterProvider(metric_readers=[InMemoryMetricReader()])
+            kept.append(OpenTelemetryExporter(c, meter_provider=provider))
+            c.record_success("n", 1.0)
+            return c, functools.partial(c.record_success, "n", 2.0)
+
+        def child_check(c: NodeMetricsCollector) -> bool:
+            return c.get_node_metrics("n").total_executions == 3
+
+        assert [] == _fork_at_each_point(prepared, child_check, within=sdk)
