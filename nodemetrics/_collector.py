@@ -542,10 +542,15 @@ class NodeMetricsCollector:
             return None
         state = nodes.get(node)  # type: ignore[arg-type]
         events = None
-        if state is None:
-            node, state, events = self._add_node(node)  # type: ignore[arg-type]
         guard = self._guard
         previous = guard.current
+        if state is None:
+            # Busy while the node is built, which allocates: a call of this
+            # thread that interrupts it (a gc callback, a finalizer, a signal
+            # handler) is queued, instead of adding the same node, which this
+            # one would replace, or another past max_nodes.
+            guard.current = BUSY
+            node, state, events = self._add_node(node)  # type: ignore[arg-type]
         guard.current = state
         if state.batch:
             state.fold()

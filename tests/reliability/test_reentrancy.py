@@ -110,6 +110,41 @@ def test_recording_from_finalizers_and_gc_callbacks(gc_on_every_allocation):
     assert 1_003 == len(c.get_all_node_metrics())
 
 
+@pytest.mark.parametrize(
+    ("max_nodes", "inner"),
+    [(None, "n"), (1, "other")],
+    ids=["the node being added", "another node, at max_nodes=1"],
+)
+def test_recording_from_a_gc_callback_while_the_same_thread_adds_a_node(
+    gc_on_every_allocation, max_nodes, inner
+):
+    """
+    A gc callback that records while its thread is adding a node (building it
+    allocates, so the GC runs there) is queued like any call from inside the
+    collector: it neither adds the same node only to have it replaced (a lost
+    count), nor a node past max_nodes.
+    """
+    c = NodeMetricsCollector(max_nodes=max_nodes)
+    inside: list[bool] = []
+
+    def on_gc(phase, info):
+        if phase == "start" and not inside:
+            inside.append(lock_held(c))
+            c.record_success(inner, 7.0)
+
+    gc.callbacks.append(on_gc)
+    try:
+        c.record_success("n", 1.0)
+    finally:
+        gc.callbacks.remove(on_gc)
+    assert [True] == inside  # the callback did run inside the recording
+    counts = {node: m.total_executions for node, m in c.get_all_node_metrics().items()}
+    if max_nodes is None:
+        assert {"n": 2} == counts
+    else:
+        assert {"n": 1, "__overflow__": 1} == counts
+
+
 @pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs signal.setitimer")
 @pytest.mark.skipif(sys.platform == "win32", reason="needs SIGALRM")
 def test_recording_from_a_signal_handler():
