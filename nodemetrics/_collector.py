@@ -742,7 +742,9 @@ class NodeMetricsCollector:
         """
         return self._read_each(_Node.snapshot, self._read_interrupted)
 
-    def _read_incarnations(self) -> dict[str, tuple[int, NodeMetrics]]:
+    def _read_incarnations(
+        self, deferred: Events | None = None
+    ) -> dict[str, tuple[int, NodeMetrics]]:
         """
         Return every node's serial and snapshot, by name, all taken at one instant.
 
@@ -752,23 +754,33 @@ class NodeMetricsCollector:
         unique in the process, across collectors (an exporter may report
         another collector after its predecessor closed), for a collector's
         first 2**32 resets. Read as
-        :meth:`get_all_node_metrics` reads, from a signal handler too.
+        :meth:`get_all_node_metrics` reads, from a signal handler too, but
+        the threshold callbacks and listeners of the queued recordings that
+        the read applies are added to *deferred*, if given, for the caller to
+        :func:`~nodemetrics._sync.fire` once it released its own lock.
         """
         base = self._serials
         read = self._read_interrupted
         return self._read_each(
             lambda state: (base + state.serial, state.snapshot()),
             lambda state: (base + state.serial, read(state)),
+            deferred,
         )
 
     def _read_each(
-        self, read: Callable[[_Node], _T], interrupted: Callable[[_Node], _T]
+        self,
+        read: Callable[[_Node], _T],
+        interrupted: Callable[[_Node], _T],
+        deferred: Events | None = None,
     ) -> dict[str, _T]:
         """
         Return *read* of every node, by name, all at one instant, under one lock.
 
         *interrupted* instead, from a signal handler or finalizer that
-        interrupted this collector in its own thread (see ``_sync``).
+        interrupted this collector in its own thread (see ``_sync``). The
+        callbacks of the queued recordings the read applies run once the
+        lock is released, or are added to *deferred*, for a caller (an
+        exporter) that holds a lock of its own.
         """
         guard = self._guard
         if guard.owned():
@@ -798,7 +810,10 @@ class NodeMetricsCollector:
                 if not unheld(exc):
                     raise
         if events:
-            fire(events)
+            if deferred is None:
+                fire(events)
+            else:
+                deferred += events
         return readings
 
     def get_node_histogram(self, node: str) -> NodeHistogram:
@@ -870,13 +885,17 @@ class NodeMetricsCollector:
         """
         return self._read_each(_snapshot_and_histogram, self._read_both_interrupted)
 
-    def _read_all_incarnations(self) -> dict[str, tuple[NodeMetrics, NodeHistogram, int]]:
+    def _read_all_incarnations(
+        self, deferred: Events | None = None
+    ) -> dict[str, tuple[NodeMetrics, NodeHistogram, int]]:
         """
         Return every node's snapshot, histogram and serial, all taken at one instant.
 
         :meth:`_read_all` with each node's serial, as :meth:`_read_incarnations`
         reads it (unique in the process): for the Prometheus exporters, which
-        tell a reset node from its counts going on by it.
+        tell a reset node from its counts going on by it. The callbacks of
+        the queued recordings it applies are added to *deferred*, if given,
+        as :meth:`_read_incarnations` adds them.
         """
         base = self._serials
         both = self._read_both_interrupted
@@ -889,7 +908,7 @@ class NodeMetricsCollector:
             snapshot, histogram = both(state)
             return snapshot, histogram, base + state.serial
 
-        return self._read_each(read, interrupted)
+        return self._read_each(read, interrupted, deferred)
 
     def _read_both_interrupted(self, state: _Node) -> tuple[NodeMetrics, NodeHistogram]:
         guard = self._guard

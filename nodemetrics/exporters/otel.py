@@ -73,7 +73,7 @@ from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from nodemetrics import _sync
 from nodemetrics._collector import NodeMetricsCollector
 from nodemetrics._metrics import FAILURE_FIELDS, QUANTILE_FIELDS, NodeMetrics
-from nodemetrics._sync import Guard, unheld, wait_for
+from nodemetrics._sync import Events, Guard, fire, unheld, wait_for
 from nodemetrics._validate import type_name
 from nodemetrics.exporters._names import label_value
 
@@ -297,6 +297,9 @@ class OpenTelemetryExporter:
             # them. Observe nothing this time.
             return []
         lock = guard.lock
+        # The threshold callbacks (and listeners) of the recordings the read
+        # applies: user code, run once the lock is released.
+        events: Events = []
         try:
             if not lock.acquire(False):
                 wait_for(lock)
@@ -304,10 +307,10 @@ class OpenTelemetryExporter:
             try:
                 # Read under the lock, so that no other collection updates
                 # the totals from a later reading meanwhile.
-                readings = self._collector._read_incarnations()  # noqa: SLF001 -- see _Series
+                readings = self._collector._read_incarnations(events)  # noqa: SLF001 -- see _Series
                 if not reentered:
                     self._drain_held()
-                return _observe_totals(series, observe, readings)
+                observations = _observe_totals(series, observe, readings)
             finally:
                 instruments.observing = False
         finally:
@@ -316,6 +319,9 @@ class OpenTelemetryExporter:
             except RuntimeError as exc:
                 if not unheld(exc):
                     raise
+        if events:
+            fire(events)
+        return observations
 
 
 class _Instruments:

@@ -27,7 +27,7 @@ from prometheus_client.utils import floatToGoString
 from nodemetrics._collector import NodeMetricsCollector
 from nodemetrics._histogram import NodeHistogram
 from nodemetrics._metrics import NodeMetrics
-from nodemetrics._sync import Guard, unheld, wait_for
+from nodemetrics._sync import Events, Guard, fire, unheld, wait_for
 from nodemetrics.exporters._names import label_value
 
 
@@ -210,18 +210,24 @@ class PrometheusExporter:
         # Under the lock, written out as the collector's (see nodemetrics._sync),
         # so that two scrapes never apply their readings out of order.
         lock = guard.lock
+        # The threshold callbacks (and listeners) of the recordings the read
+        # applies: user code, run once the lock is released.
+        events: Events = []
         try:
             if not lock.acquire(False):
                 wait_for(lock)
             # One read for all families, so that they agree, and with each
             # node's serial, which tells a reset node (see _node_samples).
-            return self._families(self._collector._read_all_incarnations())  # noqa: SLF001
+            families = self._families(self._collector._read_all_incarnations(events))  # noqa: SLF001
         finally:
             try:
                 lock.release()
             except RuntimeError as exc:
                 if not unheld(exc):
                     raise
+        if events:
+            fire(events)
+        return families
 
     def _empty_families(self) -> tuple[Metric, ...]:
         p = self._prefix

@@ -72,7 +72,7 @@ from nodemetrics import _sync
 from nodemetrics._collector import NodeMetricsCollector
 from nodemetrics._log import log
 from nodemetrics._metrics import counts_of
-from nodemetrics._sync import Guard
+from nodemetrics._sync import Events, Guard, fire
 from nodemetrics._validate import to_real, type_name
 from nodemetrics.exporters._names import label_value
 from nodemetrics.exporters.prometheus import _check_args
@@ -229,8 +229,11 @@ class MultiProcessSync:
         """
         if not self._lock.acquire(timeout=_LOCK_WAIT_S):
             return
+        # The threshold callbacks (and listeners) of the recordings the read
+        # applies: user code, run once the lock is released.
+        events: Events | None = None
         try:
-            self._sync()
+            events = self._sync()
         except Exception:  # noqa: BLE001 -- a metrics sync must never break the worker
             log(
                 "ERROR",
@@ -239,19 +242,23 @@ class MultiProcessSync:
             )
         finally:
             self._lock.release()
+        if events:
+            fire(events)
 
-    def _state(self) -> dict[str, tuple[tuple[int, ...], float, int]]:
+    def _state(self, deferred: Events) -> dict[str, tuple[tuple[int, ...], float, int]]:
         state = {}
         # One instant, with each node's serial, which a reset changes.
-        read = self._collector._read_all_incarnations()  # noqa: SLF001
+        read = self._collector._read_all_incarnations(deferred)  # noqa: SLF001
         for node, (m, h, serial) in read.items():
             # Every count but the total (the sum of the first two), then the buckets.
             counts = (*counts_of(m)[1:], *h.counts)
             state[node] = (counts, h.sum_ms, serial)
         return state
 
-    def _sync(self) -> None:
-        state = self._state()
+    def _sync(self) -> Events:
+        """Mirror what the collector gained; return the callbacks its read deferred."""
+        events: Events = []
+        state = self._state(events)
         seen = self._seen
         for node in [node for node in seen if node not in state]:
             del seen[node]  # reset: it starts again from zero
@@ -273,6 +280,7 @@ class MultiProcessSync:
                 if sum_ms != before[1]:
                     series[-1]((sum_ms - before[1]) / 1000)
             seen[node] = reading
+        return events
 
     def _series_of(self, node: str) -> tuple[Any, ...]:
         # Once per node (the series are cached), so the label is computed here.
@@ -363,7 +371,8 @@ class MultiProcessSync:
 
     def _after_fork_in_child(self) -> None:
         self._lock = threading.Lock()
-        self._seen = self._state()
+        events: Events = []
+        self._seen = self._state(events)
         if self._thread is not None and not self._stop.is_set():
             # The thread did not survive the fork; its exit hooks did.
             self._wake = threading.Event()
@@ -372,6 +381,8 @@ class MultiProcessSync:
             )
             thread.start()
             self._thread = thread
+        if events:
+            fire(events)
 
 
 def start_multiprocess_sync(

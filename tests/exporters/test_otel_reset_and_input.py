@@ -308,10 +308,10 @@ class TestConcurrentCollections:
         nested: list[list] = []
 
         class Collector(NodeMetricsCollector):
-            def _read_incarnations(self):  # type: ignore[override]
+            def _read_incarnations(self, deferred=None):  # type: ignore[override]
                 if callbacks and not nested:
                     nested.append(list(callbacks["nodemetrics.node.retries"](None)))
-                return super()._read_incarnations()
+                return super()._read_incarnations(deferred)
 
         callbacks: dict[str, Callable[..., object]] = {}
         provider = FakeProvider()
