@@ -207,14 +207,26 @@ def _decorate(
         )
         raise TypeError(msg)
     if name is None:
-        name = getattr(func, "__qualname__", None) or getattr(func, "__name__", None)
-        if not isinstance(name, str) or not name:
+        name = _own_name(func)
+        if name is None:
             msg = (
                 f"name must be given for {func!r}, which has no __qualname__: "
                 "metered() needs a name"
             )
             raise TypeError(msg)
     return _wrap(func, name, collector or get_default_collector())
+
+
+def _own_name(func: object) -> str | None:
+    """Return *func*'s ``__qualname__`` (else ``__name__``) as a plain ``str``, if non-empty."""
+    for attribute in ("__qualname__", "__name__"):
+        name = getattr(func, attribute, None)
+        # By real type, and copied with the base type's own slots, as
+        # check_node() copies a name: a str subclass set as a __qualname__
+        # runs none of its code, nor an object whose __class__ lies.
+        if issubclass(type(name), str) and str.__len__(cast("str", name)):
+            return str.__str__(cast("str", name))
+    return None
 
 
 # Bare `@metered` on a function: the function arrives as the first argument.

@@ -17,6 +17,8 @@ import warnings
 
 import pytest
 
+from _hostile import HostileStr
+
 from nodemetrics import NodeMetricsCollector, metered
 
 
@@ -422,3 +424,28 @@ class TestRefusalsNameTheArgument:
             with pytest.raises(TypeError) as caught:
                 decorate(part)
             assert self.begins_with("name", caught.value), str(caught.value)
+
+    def test_a_qualname_set_to_a_hostile_str_subclass_is_used_as_its_plain_value(self):
+        """A __qualname__ set to a str subclass whose own methods raise names the node
+        as its plain value: every call counts, none of its code runs."""
+
+        def work():
+            return 42
+
+        work.__qualname__ = HostileStr("work")
+        c = NodeMetricsCollector()
+        wrapped = metered(collector=c)(work)
+        assert [42] * 10 == [wrapped() for _ in range(10)]
+        metrics = c.get_all_node_metrics()
+        assert ["work"] == list(metrics)
+        assert type(next(iter(metrics))) is str
+        assert 10 == metrics["work"].success_count
+
+    def test_an_empty_qualname_falls_back_to_the_name(self):
+        def work():
+            return 1
+
+        work.__qualname__ = ""
+        c = NodeMetricsCollector()
+        metered(collector=c)(work)()
+        assert ["work"] == list(c.get_all_node_metrics())
