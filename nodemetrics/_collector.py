@@ -784,7 +784,15 @@ class NodeMetricsCollector:
         """
         guard = self._guard
         if guard.owned():
-            return {node: interrupted(state) for node, state in list(self._nodes.items())}
+            # From inside a call of this thread (a signal handler's, a
+            # finalizer's): one instant too, as far as other threads go, whose
+            # timed successes take the lock meanwhile (and so wait for that call).
+            held = guard.hold
+            guard.hold = True
+            try:
+                return {node: interrupted(state) for node, state in list(self._nodes.items())}
+            finally:
+                guard.hold = held or bool(guard.pending)
         lock = guard.lock
         if guard.waiting:
             make_way()

@@ -10,7 +10,7 @@ import time
 
 from _internals import holding_lock_between_changes, pending_count
 
-from nodemetrics import NodeMetricsCollector
+from nodemetrics import NodeMetricsCollector, _collector
 
 
 NODES = [f"n{i:02}" for i in range(40)]
@@ -68,3 +68,47 @@ def test_reading_all_nodes_is_one_instant():
     assert not writer.is_alive()
     assert reads >= 100
     assert [] == torn[:3]
+
+
+def test_reading_all_nodes_from_inside_the_collector_is_one_instant(monkeypatch, interrupted):
+    """
+    A read of all nodes from a signal handler (its thread inside the collector) is one
+    instant too: another thread that times "a" then "b" between the read's snapshots of
+    "a" and of "b" waits for the lock, so the read never shows the success on "b"
+    without the earlier one on "a". (Batched without the lock, the two once went in
+    between, and the read showed the later one alone.)
+    """
+    c = NodeMetricsCollector()
+    for node in ("a", "b"):
+        c.record_success(node, 1.0)
+    c.get_all_node_metrics()  # nothing left to fold: each node's batch is empty
+    timed = threading.Event()
+
+    def time_a_then_b() -> None:
+        with c.track("a"):
+            pass
+        with c.track("b"):
+            pass
+        timed.set()
+
+    writer = threading.Thread(target=time_a_then_b)
+    real = _collector._read_aside
+
+    def read_aside(guard, state, read):
+        result = real(guard, state, read)
+        if state is c._nodes["a"] and not writer.is_alive() and not timed.is_set():
+            # Between the snapshots of "a" and "b": the writer's two successes
+            # must wait for this thread's call (0.5 s is ample for them to land,
+            # were they not waiting).
+            writer.start()
+            timed.wait(0.5)
+        return result
+
+    monkeypatch.setattr(_collector, "_read_aside", read_aside)
+    with interrupted(c):
+        snapshot = c.get_all_node_metrics()
+    writer.join(10)
+    assert not writer.is_alive()
+    counts = (snapshot["a"].success_count, snapshot["b"].success_count)
+    assert counts in {(1, 1), (2, 1), (2, 2)}, counts
+    assert (2, 2) == (c.get_node_metrics("a").success_count, c.get_node_metrics("b").success_count)
