@@ -14,7 +14,7 @@ import pytest
 
 from _internals import batch_of, holding_lock, holding_lock_between_changes, lock_held, window_of
 
-from nodemetrics import NodeMetricsCollector
+from nodemetrics import NodeMetricsCollector, _node
 
 
 def test_recording_from_threshold_callbacks():
@@ -116,22 +116,29 @@ def test_recording_from_finalizers_and_gc_callbacks(gc_on_every_allocation):
     ids=["the node being added", "another node, at max_nodes=1"],
 )
 def test_recording_from_a_gc_callback_while_the_same_thread_adds_a_node(
-    gc_on_every_allocation, max_nodes, inner
+    monkeypatch, max_nodes, inner
 ):
     """
     A gc callback that records while its thread is adding a node (building it
-    allocates, so the GC runs there) is queued like any call from inside the
-    collector: it neither adds the same node only to have it replaced (a lost
-    count), nor a node past max_nodes.
+    allocates, so the GC may run there; here it is made to, once) is queued like
+    any call from inside the collector: it neither adds the same node only to have
+    it replaced (a lost count), nor a node past max_nodes.
     """
     c = NodeMetricsCollector(max_nodes=max_nodes)
     inside: list[bool] = []
+    real_init = _node._Node.__init__
+
+    def init(self, *args, **kwargs):
+        if not inside:
+            gc.collect()  # the GC, run by an allocation of the node's
+        real_init(self, *args, **kwargs)
 
     def on_gc(phase, info):
         if phase == "start" and not inside:
             inside.append(lock_held(c))
             c.record_success(inner, 7.0)
 
+    monkeypatch.setattr(_node._Node, "__init__", init)
     gc.callbacks.append(on_gc)
     try:
         c.record_success("n", 1.0)
