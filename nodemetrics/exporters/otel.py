@@ -301,27 +301,29 @@ class OpenTelemetryExporter:
         # applies: user code, run once the lock is released.
         events: Events = []
         try:
-            if not lock.acquire(False):
-                wait_for(lock)
-            instruments.observing = True
             try:
-                # Read under the lock, so that no other collection updates
-                # the totals from a later reading meanwhile.
-                readings = self._collector._read_incarnations(events)  # noqa: SLF001 -- see _Series
-                if not reentered:
-                    self._drain_held()
-                observations = _observe_totals(series, observe, readings)
+                if not lock.acquire(False):
+                    wait_for(lock)
+                instruments.observing = True
+                try:
+                    # Read under the lock, so that no other collection updates
+                    # the totals from a later reading meanwhile.
+                    readings = self._collector._read_incarnations(events)  # noqa: SLF001 -- see _Series
+                    if not reentered:
+                        self._drain_held()
+                    return _observe_totals(series, observe, readings)
+                finally:
+                    instruments.observing = False
             finally:
-                instruments.observing = False
+                try:
+                    lock.release()
+                except RuntimeError as exc:
+                    if not unheld(exc):
+                        raise
         finally:
-            try:
-                lock.release()
-            except RuntimeError as exc:
-                if not unheld(exc):
-                    raise
-        if events:
-            fire(events)
-        return observations
+            # Whatever happened once the read applied them.
+            if events:
+                fire(events)
 
 
 class _Instruments:

@@ -214,20 +214,22 @@ class PrometheusExporter:
         # applies: user code, run once the lock is released.
         events: Events = []
         try:
-            if not lock.acquire(False):
-                wait_for(lock)
-            # One read for all families, so that they agree, and with each
-            # node's serial, which tells a reset node (see _node_samples).
-            families = self._families(self._collector._read_all_incarnations(events))  # noqa: SLF001
-        finally:
             try:
-                lock.release()
-            except RuntimeError as exc:
-                if not unheld(exc):
-                    raise
-        if events:
-            fire(events)
-        return families
+                if not lock.acquire(False):
+                    wait_for(lock)
+                # One read for all families, so that they agree, and with each
+                # node's serial, which tells a reset node (see _node_samples).
+                return self._families(self._collector._read_all_incarnations(events))  # noqa: SLF001
+            finally:
+                try:
+                    lock.release()
+                except RuntimeError as exc:
+                    if not unheld(exc):
+                        raise
+        finally:
+            # Whatever happened once the read applied them.
+            if events:
+                fire(events)
 
     def _empty_families(self) -> tuple[Metric, ...]:
         p = self._prefix

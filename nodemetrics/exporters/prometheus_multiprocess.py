@@ -227,23 +227,28 @@ class MultiProcessSync:
 
         Thread-safe; never raises: a failure is logged.
         """
-        if not self._lock.acquire(timeout=_LOCK_WAIT_S):
+        # The lock acquired, released: a forked child's hook may replace
+        # self._lock meanwhile (see _after_fork_in_child).
+        lock = self._lock
+        if not lock.acquire(timeout=_LOCK_WAIT_S):
             return
         # The threshold callbacks (and listeners) of the recordings the read
-        # applies: user code, run once the lock is released.
-        events: Events | None = None
+        # applies: user code, run once the lock is released, whatever happens.
+        events: Events = []
         try:
-            events = self._sync()
-        except Exception:  # noqa: BLE001 -- a metrics sync must never break the worker
-            log(
-                "ERROR",
-                "nodemetrics.multiprocess_sync_failed: could not mirror the collector",
-                exception=True,
-            )
+            try:
+                self._sync(events)
+            except Exception:  # noqa: BLE001 -- a metrics sync must never break the worker
+                log(
+                    "ERROR",
+                    "nodemetrics.multiprocess_sync_failed: could not mirror the collector",
+                    exception=True,
+                )
+            finally:
+                lock.release()
         finally:
-            self._lock.release()
-        if events:
-            fire(events)
+            if events:
+                fire(events)
 
     def _state(self, deferred: Events) -> dict[str, tuple[tuple[int, ...], float, int]]:
         state = {}
@@ -255,10 +260,9 @@ class MultiProcessSync:
             state[node] = (counts, h.sum_ms, serial)
         return state
 
-    def _sync(self) -> Events:
-        """Mirror what the collector gained; return the callbacks its read deferred."""
-        events: Events = []
-        state = self._state(events)
+    def _sync(self, deferred: Events) -> None:
+        """Mirror what the collector gained; add the callbacks its read applies to *deferred*."""
+        state = self._state(deferred)
         seen = self._seen
         for node in [node for node in seen if node not in state]:
             del seen[node]  # reset: it starts again from zero
@@ -280,7 +284,6 @@ class MultiProcessSync:
                 if sum_ms != before[1]:
                     series[-1]((sum_ms - before[1]) / 1000)
             seen[node] = reading
-        return events
 
     def _series_of(self, node: str) -> tuple[Any, ...]:
         # Once per node (the series are cached), so the label is computed here.

@@ -13,6 +13,7 @@ recording waited for ever.)
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 from collections.abc import Callable
@@ -88,3 +89,43 @@ def test_a_threshold_crossed_by_an_exporters_read_fires_outside_its_lock(export)
     read()
     assert [True] == seen
     assert 2 == c.get_node_metrics("n").failure_count
+
+
+def broken(*_args: object) -> None:
+    raise RuntimeError("the exporter's own work failed")
+
+
+def otel_module() -> object:
+    pytest.importorskip("opentelemetry.sdk.metrics")
+    from nodemetrics.exporters import otel as module
+
+    return module
+
+
+#: For each exporter, where its own work goes on after the read: made to raise.
+AFTER_THE_READ = {
+    "otel": (otel, otel_module, "_observe_totals"),
+    "prometheus": (prometheus, lambda: PrometheusExporter, "_families"),
+    "multiprocess": (multiprocess, lambda: MultiProcessSync, "_series_of"),
+}
+
+
+@pytest.mark.parametrize("exporter", list(AFTER_THE_READ))
+def test_a_threshold_crossed_by_an_exporters_read_fires_even_if_the_export_fails(
+    monkeypatch, exporter
+):
+    """The read applied the queued recordings: their callbacks fire, whatever the
+    exporter's own work does next (here it raises)."""
+    export, owner, attribute = AFTER_THE_READ[exporter]
+    seen: list[tuple[str, float]] = []
+    c = NodeMetricsCollector(
+        failure_rate_threshold=0.5,
+        on_failure_rate_threshold=lambda node, rate: seen.append((node, rate)),
+        min_samples=1,
+    )
+    _, read = export(c)
+    queue(c, "n", 5.0, TIMEOUT)
+    monkeypatch.setattr(owner(), attribute, broken)
+    with contextlib.suppress(RuntimeError):  # what the scrape makes of it is its own
+        read()
+    assert [("n", 1.0)] == seen

@@ -67,8 +67,8 @@ class TestRestart:
         synced = threading.Event()
         original = sync._sync
 
-        def spy() -> None:
-            original()
+        def spy(*args) -> None:
+            original(*args)
             synced.set()
 
         sync._sync = spy  # type: ignore[method-assign]

@@ -114,8 +114,8 @@ class TestMirror:
         synced = threading.Event()
         original = sync._sync
 
-        def spy():
-            original()
+        def spy(*args):
+            original(*args)
             synced.set()
 
         sync._sync = spy
@@ -198,7 +198,7 @@ class TestMirror:
         c = NodeMetricsCollector()
         sync, _ = mirrored(c)
 
-        def broken():
+        def broken(*_args):
             raise RuntimeError("boom")
 
         sync._sync = broken
