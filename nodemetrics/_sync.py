@@ -125,12 +125,15 @@ forked, and must get it once the handler returns. The registry is a plain
 set of weak references, copied with ``set.copy()``, which no other thread
 can interrupt. The registry lock is taken the same way
 (:func:`under_registry_lock`), so a thread waiting for it when its signal
-handler forks gets it in the child too. A lock that the forking thread holds
-already (a signal handler or finalizer that forks from inside a call of its
-own thread) is neither taken by the hook nor made free in the child: the call
-holding it is only interrupted, and goes on once the handler returns, so
-meanwhile the handler's own calls in the child queue behind it, as they would
-in the parent, instead of changing the node under it.
+handler forks gets it in the child too. A lock that the forking thread itself
+holds (fork() from a signal handler or finalizer that interrupted a call of
+its own) is made free in the child all the same: the child may never go back
+to that call (it usually does its work in the handler and exits), and nothing
+there may wait for it. The node that call was changing is repaired by the
+child's first call (``guard.current`` says which); a child that does return
+into the call is not covered. A guard whose holder calls into a library with
+locks of its own is told (:attr:`Guard.after_fork_mid_call`), and stops
+calling that library in the child.
 """
 
 from __future__ import annotations
@@ -172,6 +175,7 @@ class Guard:
 
     __slots__ = (
         "__weakref__",
+        "after_fork_mid_call",
         "current",
         "hold",
         "lock",
@@ -200,6 +204,15 @@ class Guard:
         #: The nodes that reads from inside a call of this thread (signal
         #: handlers, finalizers; they nest) are reading, innermost last.
         self.reading: list[Any] = []
+        #: Called in a forked child whose forking thread held this lock: a
+        #: signal handler or finalizer forked from inside a call of its own
+        #: thread, which the child may never resume (a child usually does
+        #: its work in the handler and exits). The lock is free in the child
+        #: all the same, so that nothing waits for that call; a guard whose
+        #: holder calls into a library with locks of its own (the
+        #: OpenTelemetry SDK, prometheus_client), which may be held in the
+        #: child for ever, stops calling that library there.
+        self.after_fork_mid_call: Callable[[], None] | None = None
         register(self)
 
     def free_after_fork(self) -> None:
@@ -347,6 +360,8 @@ _LIVE: set[weakref.ref[Guard]] = set()
 #: Taken to add to the registry, to create the default collector, and for fork.
 REGISTRY_LOCK = threading.RLock()
 _HELD_FOR_FORK: list[Any] = []
+#: The guards whose lock the forking thread itself held, from before to after fork.
+_MID_CALL_AT_FORK: list[Guard] = []
 # A thread holding a collector's lock releases it within microseconds; the
 # bound only matters if fork() is called from code that interrupted the
 # holder in its own thread.
@@ -393,24 +408,23 @@ def live_guards() -> list[Guard]:
 def _before_fork() -> None:
     held = _HELD_FOR_FORK
     # Listed before acquired: after_in_parent releases what it can and
-    # ignores a lock that an exception kept from being taken. A lock that
-    # this very thread holds already (fork() from a signal handler or
-    # finalizer that interrupted a call of its own) is not taken again: no
-    # other thread can hold it, and the child must find it held by this
-    # thread still, as the interrupted call left it (see _after_fork_in_child).
-    if not REGISTRY_LOCK._is_owned():  # type: ignore[attr-defined]  # noqa: SLF001
-        held.append(REGISTRY_LOCK)
-        REGISTRY_LOCK.acquire()
+    # ignores a lock that an exception kept from being taken.
+    held.append(REGISTRY_LOCK)
+    REGISTRY_LOCK.acquire()
     for guard in live_guards():
-        if guard.owned():
-            continue
         lock = guard.lock
+        if guard.owned():
+            # Held by this very thread: fork() from a signal handler or
+            # finalizer that interrupted a call of its own (see
+            # Guard.after_fork_mid_call).
+            _MID_CALL_AT_FORK.append(guard)
         held.append(lock)
         if not lock.acquire(timeout=_FORK_WAIT_S):
             held.pop()
 
 
 def _after_fork_in_parent() -> None:
+    _MID_CALL_AT_FORK.clear()
     held = _HELD_FOR_FORK[:]
     _HELD_FOR_FORK.clear()
     for lock in reversed(held):
@@ -422,7 +436,6 @@ def _after_fork_in_parent() -> None:
 
 
 def _after_fork_in_child() -> None:
-    taken = _HELD_FOR_FORK[:]
     _HELD_FOR_FORK.clear()
     # Each lock is made free again in place, not replaced: a frame of this
     # thread may be waiting for that very object (a recording asleep on it,
@@ -430,25 +443,15 @@ def _after_fork_in_child() -> None:
     # acquire() goes on waiting on what the lock was before the fork, but
     # its next slice (wait_for) asks the object, free now; a new lock would
     # leave it asking the old one, which no thread of the child releases.
-    # But a lock this thread held before the hook (which then did not take
-    # it) stays held: the call that holds it is only interrupted, and goes
-    # on changing its node once the handler returns; meanwhile the handler's
-    # own calls must queue behind it, as they would in the parent.
-    if _taken_or_foreign(REGISTRY_LOCK, taken):
-        REGISTRY_LOCK._at_fork_reinit()  # type: ignore[attr-defined]  # noqa: SLF001
+    REGISTRY_LOCK._at_fork_reinit()  # type: ignore[attr-defined]  # noqa: SLF001
     for guard in live_guards():
-        if _taken_or_foreign(guard.lock, taken):
-            guard.free_after_fork()
-        else:
-            # Its waiters were other threads, which the child does not have.
-            guard.waiting.clear()
-
-
-def _taken_or_foreign(lock: threading.RLock, taken: list[Any]) -> bool:
-    # In a child: whether *lock* is held by the fork hook, by a thread the
-    # child does not have, or by no one, rather than by this thread's own
-    # interrupted call.
-    return any(lock is other for other in taken) or not lock._is_owned()  # type: ignore[attr-defined]  # noqa: SLF001
+        guard.free_after_fork()
+    mid_call = _MID_CALL_AT_FORK[:]
+    _MID_CALL_AT_FORK.clear()
+    for guard in mid_call:
+        react = guard.after_fork_mid_call
+        if react is not None:
+            react()
 
 
 os.register_at_fork(

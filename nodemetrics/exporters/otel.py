@@ -345,6 +345,22 @@ class _Instruments:
         #: Whether one of the counters' callbacks is reading and updating
         #: its totals (under the lock), for a collection nested in it.
         self.observing = False
+        self.guard.after_fork_mid_call = self.forked_mid_record
+
+    def forked_mid_record(self) -> None:
+        """
+        Never call the SDK's ``record()`` again, in a child forked from inside it.
+
+        A signal handler that forked while its thread held the lock (inside
+        ``record()``, or about to be) leaves the SDK's own locks, which that
+        call may hold, held for ever in the child: recording there would
+        wait for ever. The child's executions are counted by the collector
+        but not exported.
+        """
+        self.record = _not_created
+        owner = self.owner
+        if owner is not None:
+            owner._record = _not_created  # noqa: SLF001
 
     def counter(
         self,

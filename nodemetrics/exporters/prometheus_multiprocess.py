@@ -151,7 +151,12 @@ class MultiProcessSync:
         # node at a time. A Guard, so that the collectors' fork hook
         # (nodemetrics._sync) takes it before a fork, as it takes theirs, and
         # makes it free again in the child: no fork copies a prometheus_client lock held.
+        # But for a fork from inside this sync's prometheus_client call, in its
+        # own thread (a signal handler's): that call may hold prometheus_client's
+        # own locks, for ever in the child, which then never enters it again.
         self._client = Guard()
+        self._client.after_fork_mid_call = self._forked_inside_client
+        self._inside_at_fork: bool | str = False
         # By node: what was mirrored (counts, then the sum in ms), and the
         # increment of each mirrored series in the same order.
         self._seen: dict[str, tuple[tuple[int, ...], float, int]] = {}
@@ -227,6 +232,8 @@ class MultiProcessSync:
 
         Thread-safe; never raises: a failure is logged.
         """
+        if self._off_in_this_child():
+            return
         # The lock acquired, released: a forked child's hook may replace
         # self._lock meanwhile (see _after_fork_in_child).
         lock = self._lock
@@ -259,6 +266,26 @@ class MultiProcessSync:
             counts = (*counts_of(m)[1:], *h.counts)
             state[node] = (counts, h.sum_ms, serial)
         return state
+
+    def _forked_inside_client(self) -> None:
+        # In a child forked from inside this sync's prometheus_client call.
+        self._inside_at_fork = True
+
+    def _off_in_this_child(self) -> bool:
+        # Whether this child was forked from inside prometheus_client (see
+        # _forked_inside_client), which it must then never enter: that could
+        # wait for ever. Said once.
+        if not self._inside_at_fork:
+            return False
+        if self._inside_at_fork is True:
+            self._inside_at_fork = "said"
+            log(
+                "WARNING",
+                "nodemetrics.multiprocess_sync_off: this process was forked from inside "
+                "prometheus_client (by a signal handler), whose locks may be held for "
+                "ever here: its counts are not mirrored",
+            )
+        return True
 
     def _sync(self, deferred: Events) -> None:
         """Mirror what the collector gained; add the callbacks its read applies to *deferred*."""
