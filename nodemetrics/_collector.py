@@ -1040,4 +1040,9 @@ def get_default_collector() -> NodeMetricsCollector:
 def _make_default() -> None:
     global _default  # noqa: PLW0603 -- the one documented piece of global state
     if _default is None:
-        _default = NodeMetricsCollector()
+        made = NodeMetricsCollector()
+        # Set only if still unset: making it allocates, and a signal handler
+        # or finalizer of this thread that ran meanwhile (the registry lock
+        # lets it in) may have made one already, and recorded into it.
+        if _default is None:
+            _default = made

@@ -1000,3 +1000,36 @@ class TestForkFromAHandlerMidCall:
 
         client = str(Path(prometheus_client.__file__).parent)
         assert [] == _fork_at_each_point(prepared, in_the_child, within=client)
+
+
+@pytest.mark.skipif(
+    sys.version_info[:2] != (3, 11),
+    reason="runs a handler from a trace function's opcode events, as TestEveryOpcode does",
+)
+def test_a_handler_that_records_into_the_default_collector_as_it_is_made(monkeypatch):
+    """At each point of the first get_default_collector(), a signal handler (or a
+    finalizer) records into the default collector: it gets the collector that stays the
+    default, so its count is never lost with a second one. (The interrupted call once
+    replaced the handler's default with its own.)"""
+
+    def first_call() -> None:
+        monkeypatch.setattr(_collector, "_default", None)
+        nodemetrics.get_default_collector()
+
+    total = _count_points(first_call)
+    assert total > 5
+    lost = []
+    for k in range(1, total + 1):
+        made: list[NodeMetricsCollector] = []
+
+        def handler(made=made) -> None:
+            made.append(nodemetrics.get_default_collector())
+            made[-1].record_success("cleanup", 1.0)
+
+        _call_at(k, handler, first_call)
+        default = nodemetrics.get_default_collector()
+        if made and (
+            made[0] is not default or default.get_node_metrics("cleanup").total_executions != 1
+        ):
+            lost.append(k)
+    assert [] == lost
