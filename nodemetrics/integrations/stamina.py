@@ -16,6 +16,8 @@ Needs stamina (``pip install stamina``).
 
 from __future__ import annotations
 
+import weakref
+
 from collections.abc import Callable, Mapping
 from typing import cast
 
@@ -140,12 +142,30 @@ def instrument_stamina(
     Add :func:`on_retry_hook` to stamina's active on-retry hooks.
 
     The hooks already active (stamina's own logging and Prometheus hooks, or
-    yours) stay. Returns the hook added.
+    yours) stay, but for one that this function added for the same collector
+    before, which the new one replaces (with its *node_names*): called twice,
+    it still counts each retry once. Returns the hook added.
 
     Raises:
         TypeError: As :func:`on_retry_hook`.
         ValueError: As :func:`on_retry_hook`.
     """
+    if collector is None:
+        collector = get_default_collector()
     hook = on_retry_hook(collector, node_names=node_names)
-    set_on_retry_hooks([*get_on_retry_hooks(), hook])
+    # By identity throughout: comparing collectors or stamina's other hooks
+    # could run their code (a subclass's __eq__).
+    previous = [added for ref, added in _ADDED if ref() is collector]
+    kept = [other for other in get_on_retry_hooks() if not any(other is p for p in previous)]
+    set_on_retry_hooks([*kept, hook])
+    _ADDED[:] = [
+        (ref, added)
+        for ref, added in _ADDED
+        if (live := ref()) is not None and live is not collector
+    ]
+    _ADDED.append((weakref.ref(collector), hook))
     return hook
+
+
+#: The hook instrument_stamina() last added for each live collector.
+_ADDED: list[tuple[weakref.ref[NodeMetricsCollector], RetryHook]] = []

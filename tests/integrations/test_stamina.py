@@ -54,6 +54,23 @@ class TestStaminaHook:
         assert [1] == seen
         assert 1 == c.get_node_metrics(f"{__name__}.fetch").retry_count
 
+    def test_twice_for_one_collector_counts_each_retry_once(self):
+        """A second call for the same collector replaces the hook the first added (with
+        its node_names), keeping the other hooks; another collector gets its own."""
+        seen = []
+        set_on_retry_hooks([lambda details: seen.append(details.retry_num)])
+        c, other = NodeMetricsCollector(), NodeMetricsCollector()
+        first = instrument_stamina(c)
+        instrument_stamina(other)
+        second = instrument_stamina(c, node_names={f"{__name__}.fetch": "fetch"})
+        assert first not in get_on_retry_hooks()
+        assert second in get_on_retry_hooks()
+        fetch(failing_times(2))
+        assert [1, 2] == seen
+        assert 2 == c.get_node_metrics("fetch").retry_count
+        assert 0 == c.get_node_metrics(f"{__name__}.fetch").retry_count
+        assert 2 == other.get_node_metrics(f"{__name__}.fetch").retry_count
+
     def test_mapping_names(self):
         """A mapping renames the nodes it knows and keeps the others."""
         c = NodeMetricsCollector()
