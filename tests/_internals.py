@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
+import signal
+import time
 
 from collections.abc import Callable, Iterator
 from types import ModuleType
@@ -264,3 +267,19 @@ def fake_clock(elapsed_ns: list[int]) -> Iterator[None]:
     finally:
         for module, clock in zip(CLOCK_MODULES, real, strict=True):
             module.perf_counter_ns = clock  # type: ignore[attr-defined]
+
+
+def exit_status(pid: int, deadline_s: float = 10.0) -> int | str:
+    """
+    The exit status of child *pid*, or ``"hung"`` if it has not exited within
+    *deadline_s* (it is then killed): a deadlocked child fails a test in seconds.
+    """
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)  # polling a child process; no race depends on it
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return "hung"

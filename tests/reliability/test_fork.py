@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-import signal
 import textwrap
 import threading
-import time
 import warnings
 
 import pytest
 
-from _internals import holding_lock, lock_held
+from _internals import exit_status, holding_lock, lock_held
 
 from nodemetrics import NodeMetricsCollector
 
@@ -21,13 +19,12 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 # A child deadlocked on a lock copied from the parent must fail the test in
 # seconds, not hang it.
 CHILD_DEADLINE_S = 10.0
-HUNG = "hung"
 
 
 def run_in_child(fn) -> int | str:
     """
     Run fn in a forked child; return its exit status (0 when fn returns True),
-    or HUNG if it has not exited within CHILD_DEADLINE_S (it is then killed).
+    or "hung" if it has not exited within CHILD_DEADLINE_S (it is then killed).
     """
     with warnings.catch_warnings():
         # 3.12+ warns that fork() with threads running may deadlock: that is
@@ -40,15 +37,7 @@ def run_in_child(fn) -> int | str:
             code = 0 if fn() else 1
         finally:
             os._exit(code)
-    deadline = time.monotonic() + CHILD_DEADLINE_S
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.01)  # polling a child process; no race depends on it
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    return HUNG
+    return exit_status(pid, CHILD_DEADLINE_S)
 
 
 # Run in a fresh interpreter: coverage's tracer, which traces the threads of

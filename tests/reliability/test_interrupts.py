@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 
 from _internals import (
+    exit_status,
     fake_clock,
     fold_batch,
     holding_lock_between_changes,
@@ -847,19 +848,6 @@ def test_a_read_from_inside_the_collector_cut_short_repairs_its_node(monkeypatch
     assert expected == c.get_node_metrics("b")
 
 
-def _exit_status(pid: int) -> int | str:
-    """The exit status of child *pid*, or "hung" (killed) if it runs for 10 s."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.01)  # polling a child process; no race depends on it
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    return "hung"
-
-
 def _fork_at_each_point(prepared, in_the_child, within: str = PACKAGE) -> list[tuple[int, object]]:
     """
     At each interruptible point k of the call that ``prepared()`` returns (with its
@@ -890,7 +878,7 @@ def _fork_at_each_point(prepared, in_the_child, within: str = PACKAGE) -> list[t
 
         _call_at(k, handler, call, within)
         if forked:
-            status = _exit_status(forked[0])
+            status = exit_status(forked[0])
             if status != 0:
                 failed.append((k, status))
     return failed
