@@ -145,10 +145,12 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from time import sleep
-from typing import Any
+from typing import Any, TypeVar
 
 from ._log import log
 
+
+_T = TypeVar("_T")
 
 #: What a call collected under the lock, to run after it is released:
 #: callbacks with their arguments.
@@ -368,31 +370,38 @@ _MID_CALL_AT_FORK: list[Guard] = []
 _FORK_WAIT_S = 1.0
 
 
-def under_registry_lock(fn: Callable[[], None]) -> None:
+def under_lock(lock: threading.RLock, fn: Callable[[], _T]) -> _T:
     """
-    Call *fn* holding the registry lock.
+    Call *fn* holding *lock* (an ``RLock``); return what it returns.
 
     Taken as a collector's lock is (in slices, see :func:`wait_for`, and in a
     ``try`` whose ``finally`` lets pass only the release of a lock never
     taken), not with ``with``: a signal handler that forks while this thread
     waits must leave it waiting on the child's lock, free, not on the one the
-    parent held. The thread that holds it already (the default collector,
-    created under it, registers itself) calls *fn* at once.
+    parent held; and in a child forked from inside *fn* (a handler's fork,
+    which frees every lock there), an exception that ends the child through
+    *fn* (``SystemExit``, ``KeyboardInterrupt``) must not be replaced by the
+    release's ``RuntimeError``. The thread that holds it already (the
+    default collector, created under the registry lock, registers itself)
+    calls *fn* at once.
     """
-    lock = REGISTRY_LOCK
     if lock._is_owned():  # type: ignore[attr-defined]  # noqa: SLF001
-        fn()
-        return
+        return fn()
     try:
         if not lock.acquire(False):
             wait_for(lock)
-        fn()
+        return fn()
     finally:
         try:
             lock.release()
         except RuntimeError as exc:
             if not unheld(exc):
                 raise
+
+
+def under_registry_lock(fn: Callable[[], _T]) -> _T:
+    """Call *fn* holding the registry lock (see :func:`under_lock`)."""
+    return under_lock(REGISTRY_LOCK, fn)
 
 
 def register(guard: Guard) -> None:

@@ -487,7 +487,8 @@ def _claim(
         ValueError: An open exporter owns them, or they were created for
             other buckets.
     """
-    with _sync.REGISTRY_LOCK:
+
+    def claim() -> tuple[_Instruments, bool]:
         found = [
             entry[1]
             for key in keys
@@ -513,7 +514,10 @@ def _claim(
         instruments.owner = exporter
         for key in keys:
             _PROVIDERS[key] = _reference(provider, key), instruments
-    return instruments, new
+        return instruments, new
+
+    # Not `with`: see _sync.under_lock.
+    return _sync.under_registry_lock(claim)
 
 
 def _reference(provider: object, key: int) -> Callable[[], object]:
@@ -541,11 +545,15 @@ def _forget(key: int, reference: weakref.ref[Any]) -> None:
 def _abandon(instruments: _Instruments, keys: tuple[int, ...]) -> None:
     """Forget *instruments*, whose creation failed: what was created observes nothing."""
     instruments.owner = None
-    with _sync.REGISTRY_LOCK:
+
+    def forget() -> None:
         for key in keys:
             entry = _PROVIDERS.get(key)
             if entry is not None and entry[1] is instruments:
                 del _PROVIDERS[key]
+
+    # Not `with`: see _sync.under_lock.
+    _sync.under_registry_lock(forget)
 
 
 def _create(instruments: _Instruments, get_meter: Callable[[str], object]) -> None:

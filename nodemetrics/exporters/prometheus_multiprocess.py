@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import multiprocessing.util
 import os
 import threading
@@ -156,7 +157,7 @@ class MultiProcessSync:
         # own locks, for ever in the child, which then never enters it again.
         self._client = Guard()
         self._client.after_fork_mid_call = self._forked_inside_client
-        self._inside_at_fork: bool | str = False
+        self._said_off = False
         # By node: what was mirrored (counts, then the sum in ms), and the
         # increment of each mirrored series in the same order.
         self._seen: dict[str, tuple[tuple[int, ...], float, int]] = {}
@@ -167,11 +168,12 @@ class MultiProcessSync:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         p = f"{namespace}_node_"
+
         # Under the collectors' registry lock, which their fork hook takes
         # (nodemetrics._sync): no fork copies prometheus_client mid-creation
         # or mid-registration, and no other thread makes a second sync of
         # this collector meanwhile.
-        with _sync.REGISTRY_LOCK:
+        def locked() -> None:
             if _sync_of(collector, namespace) is not None and _multiprocess_mode():
                 msg = (
                     f"collector already has a MultiProcessSync for namespace {namespace!r} "
@@ -222,6 +224,9 @@ class MultiProcessSync:
                 )
             _LIVE.add(weakref.ref(self, _LIVE.discard))
 
+        # Not `with`: see nodemetrics._sync.under_lock.
+        _sync.under_registry_lock(locked)
+
     def __repr__(self) -> str:
         running = self._thread is not None and self._thread.is_alive()
         return f"<MultiProcessSync(nodes={len(self._seen)}, running={running})>"
@@ -268,17 +273,20 @@ class MultiProcessSync:
         return state
 
     def _forked_inside_client(self) -> None:
-        # In a child forked from inside this sync's prometheus_client call.
-        self._inside_at_fork = True
+        # In a child forked from inside this sync's prometheus_client call,
+        # which may hold prometheus_client's own locks (one for every value of
+        # the process, in multiprocess mode): no sync of this child enters it.
+        global _INSIDE_AT_FORK  # noqa: PLW0603 -- the child's one fact, for every sync
+        _INSIDE_AT_FORK = True
 
     def _off_in_this_child(self) -> bool:
         # Whether this child was forked from inside prometheus_client (see
         # _forked_inside_client), which it must then never enter: that could
-        # wait for ever. Said once.
-        if not self._inside_at_fork:
+        # wait for ever. Said once a sync.
+        if not _INSIDE_AT_FORK:
             return False
-        if self._inside_at_fork is True:
-            self._inside_at_fork = "said"
+        if not self._said_off:
+            self._said_off = True
             log(
                 "WARNING",
                 "nodemetrics.multiprocess_sync_off: this process was forked from inside "
@@ -301,16 +309,25 @@ class MultiProcessSync:
             if before is None or before[2] != serial:
                 # New, or reset since (a new incarnation): all of it is new.
                 before = ((0,) * len(counts), 0.0, serial)
-            with self._client.lock:
-                series = self._series.get(node)
-                if series is None:
-                    series = self._series[node] = self._series_of(node)
-                for inc, now, then in zip(series[:-1], counts, before[0], strict=True):
-                    if now != then:
-                        inc(now - then)
-                if sum_ms != before[1]:
-                    series[-1]((sum_ms - before[1]) / 1000)
+            # Not `with`: see nodemetrics._sync.under_lock.
+            _sync.under_lock(
+                self._client.lock,
+                functools.partial(self._mirror, node, counts, before[0], sum_ms - before[1]),
+            )
             seen[node] = reading
+
+    def _mirror(
+        self, node: str, counts: tuple[int, ...], before: tuple[int, ...], sum_ms: float
+    ) -> None:
+        # Inside prometheus_client, under the client lock: what *node* gained.
+        series = self._series.get(node)
+        if series is None:
+            series = self._series[node] = self._series_of(node)
+        for inc, now, then in zip(series[:-1], counts, before, strict=True):
+            if now != then:
+                inc(now - then)
+        if sum_ms:
+            series[-1](sum_ms / 1000)
 
     def _series_of(self, node: str) -> tuple[Any, ...]:
         # Once per node (the series are cached), so the label is computed here.
@@ -346,9 +363,10 @@ class MultiProcessSync:
                 make; a longer one would end the thread with an error).
         """
         interval = _check_interval(interval_s)
+
         # Under the registry lock, so that start_multiprocess_sync() finds and
         # starts a sync in one step, and two starts never make two threads.
-        with _sync.REGISTRY_LOCK:
+        def locked() -> None:
             self._interval_s = interval
             if self._thread is not None and self._thread.is_alive():
                 # It waits out the interval it had: it waits afresh, with this one.
@@ -372,6 +390,9 @@ class MultiProcessSync:
                 multiprocessing.util.register_after_fork(
                     self, MultiProcessSync._finalize_at_worker_exit
                 )
+
+        # Not `with`: see nodemetrics._sync.under_lock.
+        _sync.under_registry_lock(locked)
 
     def _finalize_at_worker_exit(self) -> None:
         # multiprocessing ends its workers with os._exit(), skipping atexit,
@@ -415,6 +436,11 @@ class MultiProcessSync:
             fire(events)
 
 
+#: Whether this process was forked from inside prometheus_client (see
+#: MultiProcessSync._forked_inside_client).
+_INSIDE_AT_FORK = False
+
+
 def start_multiprocess_sync(
     collector: NodeMetricsCollector, *, interval_s: float = 5.0, namespace: str = "nodemetrics"
 ) -> MultiProcessSync:
@@ -455,12 +481,16 @@ def start_multiprocess_sync(
         raise RuntimeError(msg)
     namespace = _check_args(collector, namespace)
     interval = _check_interval(interval_s)
-    with _sync.REGISTRY_LOCK:
+
+    def find_or_make() -> MultiProcessSync:
         sync = _sync_of(collector, namespace)
         if sync is None:
             sync = MultiProcessSync(collector, namespace=namespace)
         sync.start(interval)
-    return sync
+        return sync
+
+    # Not `with`: see nodemetrics._sync.under_lock.
+    return _sync.under_registry_lock(find_or_make)
 
 
 def _multiprocess_mode() -> bool:

@@ -153,19 +153,24 @@ def instrument_stamina(
     if collector is None:
         collector = get_default_collector()
     hook = on_retry_hook(collector, node_names=node_names)
-    # By identity throughout: comparing collectors or stamina's other hooks
-    # could run their code (a subclass's __eq__).
-    previous = [added for ref, added in _ADDED if ref() is collector]
-    kept = [other for other in get_on_retry_hooks() if not any(other is p for p in previous)]
+    # Marked before it is added: any later call (another thread's, a signal
+    # handler's, one after this call was cut short) finds every hook added
+    # for this collector in stamina's own list, and keeps none of them.
+    for key, (added, _) in list(_ADDED.items()):  # copied in one step no handler splits
+        if added() is None:
+            _ADDED.pop(key, None)
+    _ADDED[id(hook)] = (weakref.ref(hook), weakref.ref(collector))
+    kept = [other for other in get_on_retry_hooks() if not _added_for(other, collector)]
     set_on_retry_hooks([*kept, hook])
-    _ADDED[:] = [
-        (ref, added)
-        for ref, added in _ADDED
-        if (live := ref()) is not None and live is not collector
-    ]
-    _ADDED.append((weakref.ref(collector), hook))
     return hook
 
 
-#: The hook instrument_stamina() last added for each live collector.
-_ADDED: list[tuple[weakref.ref[NodeMetricsCollector], RetryHook]] = []
+#: Each hook instrument_stamina() added, by id: (the hook, its collector),
+#: weakly, so that an entry whose hook died (its id reused) matches nothing.
+_ADDED: dict[int, tuple[weakref.ref[RetryHook], weakref.ref[NodeMetricsCollector]]] = {}
+
+
+def _added_for(hook: object, collector: NodeMetricsCollector) -> bool:
+    # By identity only: comparing hooks or collectors could run their code.
+    entry = _ADDED.get(id(hook))
+    return entry is not None and entry[0]() is hook and entry[1]() is collector

@@ -984,10 +984,117 @@ class TestForkFromAHandlerMidCall:
         def in_the_child(c: NodeMetricsCollector) -> bool:
             c.record_success("n", 2.0)
             syncs[-1].sync()
-            return c.get_node_metrics("n").total_executions == 2
+            # Another collector's sync, which may need the same locks (in
+            # multiprocess mode one lock guards every value): off too.
+            other = NodeMetricsCollector()
+            registry = CollectorRegistry()
+            sync = MultiProcessSync(other, registry=registry)
+            other.record_success("n", 1.0)
+            sync.sync()
+            mirrored = registry.get_sample_value(
+                "nodemetrics_node_executions_total", {"node": "n", "outcome": "success"}
+            )
+            return c.get_node_metrics("n").total_executions == 2 and mirrored is None
 
         client = str(Path(prometheus_client.__file__).parent)
         assert [] == _fork_at_each_point(prepared, in_the_child, within=client)
+
+    @pytest.mark.parametrize("where", ["a sync", "making a sync", "making an exporter"])
+    def test_an_exit_raised_in_the_child_goes_through_the_interrupted_call(self, where):
+        """The child's handler ends the child with SystemExit, which unwinds the
+        interrupted call: the release of a lock the child made free never replaces it
+        with a RuntimeError (nor does a sync swallow that, and go on)."""
+        from prometheus_client import CollectorRegistry
+
+        from nodemetrics.exporters.prometheus_multiprocess import MultiProcessSync
+
+        c = NodeMetricsCollector()
+        if where == "a sync":
+            sync = MultiProcessSync(c, registry=CollectorRegistry())
+
+            def call() -> None:
+                c.record_success("n", 1.0)  # something to mirror, at every sync
+                sync.sync()
+
+        elif where == "making a sync":
+
+            def call() -> None:
+                MultiProcessSync(NodeMetricsCollector(), registry=CollectorRegistry())
+
+        else:
+            otel = pytest.importorskip("opentelemetry.sdk.metrics")
+            from nodemetrics.exporters.otel import OpenTelemetryExporter
+
+            def call() -> None:
+                OpenTelemetryExporter(NodeMetricsCollector(), meter_provider=otel.MeterProvider())
+
+        total = _count_points(call)
+        assert total > 5
+        failed = []
+        for k in range(1, total + 1):
+            forked: list[int] = []
+
+            def handler(forked=forked) -> None:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    pid = os.fork()
+                forked.append(pid)
+                if pid == 0:
+                    raise SystemExit(0)
+
+            try:
+                _call_at(k, handler, call)
+            except BaseException as exc:
+                if forked != [0]:
+                    raise
+                os._exit(0 if type(exc) is SystemExit else 1)
+            if forked == [0]:
+                os._exit(2)  # the call returned: the child would run on
+            if forked:
+                status = exit_status(forked[0])
+                if status != 0:
+                    failed.append((k, status))
+        assert [] == failed
+
+
+@pytest.mark.skipif(
+    sys.version_info[:2] != (3, 11),
+    reason="runs a handler from a trace function's opcode events, as TestEveryOpcode does",
+)
+def test_instrument_stamina_nested_in_itself_leaves_one_hook():
+    """At each point of instrument_stamina(c), a signal handler calls it again for c, or
+    raises: one hook for c stays in stamina's list (the next call cleans up after one cut
+    short), so each retry counts once."""
+    pytest.importorskip("stamina")
+    from stamina.instrumentation import get_on_retry_hooks, set_on_retry_hooks
+
+    from nodemetrics.integrations.stamina import instrument_stamina
+
+    before = get_on_retry_hooks()
+    try:
+        c = NodeMetricsCollector()
+
+        def ours() -> int:
+            hooks = get_on_retry_hooks()
+            return sum(1 for hook in hooks if hook not in before)
+
+        total = _count_points(lambda: instrument_stamina(c))
+        assert total > 5
+        left = {}
+        for k in range(1, total + 1):
+            set_on_retry_hooks(before)
+            _call_at(k, lambda: instrument_stamina(c), lambda: instrument_stamina(c))
+            if ours() != 1:
+                left[k] = ours()
+            set_on_retry_hooks(before)
+            with contextlib.suppress(Interrupt):
+                _raise_at(k, lambda: instrument_stamina(c))
+            instrument_stamina(c)
+            if ours() != 1:
+                left[-k] = ours()
+        assert {} == left
+    finally:
+        set_on_retry_hooks(before)
 
 
 @pytest.mark.skipif(
