@@ -6,6 +6,8 @@ import threading
 
 import pytest
 
+from _internals import fork_hooks, lock_held, lock_of
+
 from nodemetrics import NodeMetricsCollector, _collector, _sync, _tracker
 from nodemetrics._metrics import EMPTY
 
@@ -320,3 +322,20 @@ def test_default_collector_made_once_under_a_race(monkeypatch):
         monkeypatch.setattr(_collector, "_default", made)
     t.join(5)
     assert [made] == got
+
+
+def test_the_fork_hook_notes_a_lock_the_forking_thread_holds():
+    """A lock held by the forking thread itself (a signal handler's fork from inside a
+    call) is noted, for the child's hook to tell its guard; the parent forgets it."""
+    c, other = NodeMetricsCollector(), NodeMetricsCollector()
+    before, after_in_parent, _ = fork_hooks()
+    with lock_of(c):
+        before()
+        try:
+            noted = list(_sync._MID_CALL_AT_FORK)
+        finally:
+            after_in_parent()
+    assert any(guard is c._guard for guard in noted)
+    assert not any(guard is other._guard for guard in noted)
+    assert [] == _sync._MID_CALL_AT_FORK
+    assert not lock_held(c)

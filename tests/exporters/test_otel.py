@@ -691,3 +691,32 @@ class TestReentrancy:
         assert 0 == os.waitstatus_to_exitcode(status)
         c.record_success("n", 3.0)
         assert 2 == histograms(reader)["n"].count  # the parent exports on
+
+
+class TestAfterAForkMidRecord:
+    """What a child forked from inside the SDK's record() gets (the fork hook calls
+    forked_mid_record() there; tests/reliability/test_interrupts.py forks for real):
+    executions counted, never sent to the SDK, whose own locks may be held there."""
+
+    def test_the_open_exporter_stops_calling_the_sdk(self, setup):
+        c, reader = setup
+        exporter = the_exporter(c)
+        c.record_success("n", 1.0)
+        exporter._instruments.forked_mid_record()
+        c.record_success("n", 2.0)
+        with c.track("n"):
+            pass
+        assert 3 == c.get_node_metrics("n").total_executions
+        assert 1 == histograms(reader)["n"].count
+
+    def test_an_exporter_made_later_on_the_provider_never_calls_it_either(self, provider_reader):
+        provider, reader = provider_reader
+        c = NodeMetricsCollector()
+        OpenTelemetryExporter(c, meter_provider=provider).close()
+        instruments = OpenTelemetryExporter(c, meter_provider=provider)._instruments
+        instruments.owner.close()
+        instruments.forked_mid_record()  # no open exporter then
+        OpenTelemetryExporter(c, meter_provider=provider)
+        c.record_success("n", 1.0)
+        assert 1 == c.get_node_metrics("n").total_executions
+        assert "n" not in histograms(reader)

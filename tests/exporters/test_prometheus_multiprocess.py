@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from nodemetrics import NodeMetricsCollector
+from nodemetrics.exporters import prometheus_multiprocess
 from nodemetrics.exporters.prometheus_multiprocess import (
     MultiProcessSync,
     start_multiprocess_sync,
@@ -403,3 +404,25 @@ def test_four_workers_summed_by_a_real_prometheus(method, tmp_path, prometheus, 
         process.stdin.close()
         process.wait(timeout=60)
         process.stdout.close()
+
+
+def test_a_child_forked_inside_prometheus_client_mirrors_nothing(monkeypatch, logs):
+    """What a child forked from inside a sync's prometheus_client call gets (the fork
+    hook tells the sync's client guard there; tests/reliability/test_interrupts.py forks
+    for real): no sync of the child enters prometheus_client, and each says so once."""
+    monkeypatch.setattr(prometheus_multiprocess, "_INSIDE_AT_FORK", False)
+    c, other = NodeMetricsCollector(), NodeMetricsCollector()
+    registry, other_registry = CollectorRegistry(), CollectorRegistry()
+    sync = MultiProcessSync(c, registry=registry)
+    other_sync = MultiProcessSync(other, registry=other_registry)
+    sync._client.after_fork_mid_call()
+    for collector in (c, other):
+        collector.record_success("n", 1.0)
+    for _ in range(2):
+        sync.sync()
+        other_sync.sync()
+    for reg in (registry, other_registry):
+        labels = {"node": "n", "outcome": "success"}
+        assert reg.get_sample_value("nodemetrics_node_executions_total", labels) is None
+    said = [m for m in logs.of_level("WARNING") if "multiprocess_sync_off" in m]
+    assert 2 == len(said)
