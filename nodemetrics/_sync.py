@@ -390,13 +390,17 @@ def under_lock(lock: threading.RLock, fn: Callable[[], _T]) -> _T:
     try:
         if not lock.acquire(False):
             wait_for(lock)
-        return fn()
+        # Not `return fn()`: the instruction after the call would then be
+        # the finally's own first, outside the try, where an exception
+        # landing would skip the release.
+        result = fn()
     finally:
         try:
             lock.release()
         except RuntimeError as exc:
             if not unheld(exc):
                 raise
+    return result
 
 
 def under_registry_lock(fn: Callable[[], _T]) -> _T:

@@ -311,7 +311,10 @@ class OpenTelemetryExporter:
                     readings = self._collector._read_incarnations(events)  # noqa: SLF001 -- see _Series
                     if not reentered:
                         self._drain_held()
-                    return _observe_totals(series, observe, readings)
+                    # Not returned from here: the instruction after the call
+                    # would be the finally's own, where an exception landing
+                    # would skip the release.
+                    observations = _observe_totals(series, observe, readings)
                 finally:
                     instruments.observing = False
             finally:
@@ -324,6 +327,7 @@ class OpenTelemetryExporter:
             # Whatever happened once the read applied them.
             if events:
                 fire(events)
+        return observations
 
 
 class _Instruments:

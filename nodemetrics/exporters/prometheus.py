@@ -219,7 +219,10 @@ class PrometheusExporter:
                     wait_for(lock)
                 # One read for all families, so that they agree, and with each
                 # node's serial, which tells a reset node (see _node_samples).
-                return self._families(self._collector._read_all_incarnations(events))  # noqa: SLF001
+                # Not returned from here: the instruction after the call would
+                # be the finally's own first, where an exception landing would
+                # skip the release.
+                families = self._families(self._collector._read_all_incarnations(events))  # noqa: SLF001
             finally:
                 try:
                     lock.release()
@@ -230,6 +233,7 @@ class PrometheusExporter:
             # Whatever happened once the read applied them.
             if events:
                 fire(events)
+        return families
 
     def _empty_families(self) -> tuple[Metric, ...]:
         p = self._prefix
