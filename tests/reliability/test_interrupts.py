@@ -948,12 +948,16 @@ class TestForkFromAHandlerMidCall:
 
         from nodemetrics.exporters.otel import OpenTelemetryExporter
 
-        kept = []
+        # One provider for the test: the SDK runs every live provider's own
+        # fork hook in each child, which is slow with hundreds of them.
+        provider = otel.MeterProvider(metric_readers=[InMemoryMetricReader()])
+        exporters = []
 
         def prepared():
+            if exporters:
+                exporters.pop().close()
             c = NodeMetricsCollector()
-            provider = otel.MeterProvider(metric_readers=[InMemoryMetricReader()])
-            kept.append(OpenTelemetryExporter(c, meter_provider=provider))
+            exporters.append(OpenTelemetryExporter(c, meter_provider=provider))
             c.record_success("n", 1.0)
             return c, functools.partial(c.record_success, "n", 2.0)
 
@@ -1025,8 +1029,11 @@ class TestForkFromAHandlerMidCall:
             otel = pytest.importorskip("opentelemetry.sdk.metrics")
             from nodemetrics.exporters.otel import OpenTelemetryExporter
 
+            # One provider (see the test above), an exporter made and closed on it.
+            provider = otel.MeterProvider()
+
             def call() -> None:
-                OpenTelemetryExporter(NodeMetricsCollector(), meter_provider=otel.MeterProvider())
+                OpenTelemetryExporter(NodeMetricsCollector(), meter_provider=provider).close()
 
         total = _count_points(call)
         assert total > 5
