@@ -35,7 +35,10 @@ for each, as a sync does), so that no sync is inside prometheus_client,
 holding one of its locks, when the process is copied: prometheus_client does
 not renew its locks in a child, and one copied while held would never be
 released there. (Waiting for a whole sync instead could take longer than
-that second: a first sync of thousands of nodes creates their series.)
+that second: a first sync of thousands of nodes creates their series.) A
+fork from inside a sync's prometheus_client call, by a signal handler of
+that very thread, cannot wait for it: no sync of that child enters
+prometheus_client (each logs ``nodemetrics.multiprocess_sync_off`` once).
 
 A process mirrors a collector once per namespace: in multiprocess mode every
 sync of it writes the same series of the same files, so a second would add
