@@ -73,7 +73,7 @@ from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from nodemetrics import _sync
 from nodemetrics._collector import NodeMetricsCollector
 from nodemetrics._metrics import FAILURE_FIELDS, QUANTILE_FIELDS, NodeMetrics
-from nodemetrics._sync import Events, Guard, fire, unheld, wait_for
+from nodemetrics._sync import Events, Guard, fire, under_lock, unheld, wait_for
 from nodemetrics._validate import type_name
 from nodemetrics.exporters._names import label_value
 
@@ -296,35 +296,27 @@ class OpenTelemetryExporter:
             # later reading applied before an earlier one could lower
             # them. Observe nothing this time.
             return []
-        lock = guard.lock
         # The threshold callbacks (and listeners) of the recordings the read
-        # applies: user code, run once the lock is released.
+        # applies: user code, run once the lock is released, whatever happens.
         events: Events = []
-        try:
+
+        def observe_under_lock() -> list[Observation]:
+            instruments.observing = True
             try:
-                if not lock.acquire(False):
-                    wait_for(lock)
-                instruments.observing = True
-                try:
-                    # Read under the lock, so that no other collection updates
-                    # the totals from a later reading meanwhile.
-                    readings = self._collector._read_incarnations(events)  # noqa: SLF001 -- see _Series
-                    if not reentered:
-                        self._drain_held()
-                    # Not returned from here: the instruction after the call
-                    # would be the finally's own, where an exception landing
-                    # would skip the release.
-                    observations = _observe_totals(series, observe, readings)
-                finally:
-                    instruments.observing = False
+                # Read under the lock, so that no other collection updates
+                # the totals from a later reading meanwhile.
+                readings = self._collector._read_incarnations(events)  # noqa: SLF001 -- see _Series
+                if not reentered:
+                    self._drain_held()
+                observations = _observe_totals(series, observe, readings)
             finally:
-                try:
-                    lock.release()
-                except RuntimeError as exc:
-                    if not unheld(exc):
-                        raise
+                instruments.observing = False
+            return observations
+
+        try:
+            # Taken as the collector's lock is (see nodemetrics._sync).
+            observations = under_lock(guard.lock, observe_under_lock)
         finally:
-            # Whatever happened once the read applied them.
             if events:
                 fire(events)
         return observations

@@ -27,7 +27,7 @@ from prometheus_client.utils import floatToGoString
 from nodemetrics._collector import NodeMetricsCollector
 from nodemetrics._histogram import NodeHistogram
 from nodemetrics._metrics import NodeMetrics
-from nodemetrics._sync import Events, Guard, fire, unheld, wait_for
+from nodemetrics._sync import Events, Guard, fire, under_lock
 from nodemetrics.exporters._names import label_value
 
 
@@ -207,30 +207,19 @@ class PrometheusExporter:
             # entries as they are, each of them whole.
             nodes = sorted(self._cache)
             return self._merged_families(nodes, self._collisions() if self._escaped else {})
-        # Under the lock, written out as the collector's (see nodemetrics._sync),
+        # Under the lock, taken as the collector's (see nodemetrics._sync),
         # so that two scrapes never apply their readings out of order.
-        lock = guard.lock
         # The threshold callbacks (and listeners) of the recordings the read
-        # applies: user code, run once the lock is released.
+        # applies: user code, run once the lock is released, whatever happens.
         events: Events = []
         try:
-            try:
-                if not lock.acquire(False):
-                    wait_for(lock)
-                # One read for all families, so that they agree, and with each
-                # node's serial, which tells a reset node (see _node_samples).
-                # Not returned from here: the instruction after the call would
-                # be the finally's own first, where an exception landing would
-                # skip the release.
-                families = self._families(self._collector._read_all_incarnations(events))  # noqa: SLF001
-            finally:
-                try:
-                    lock.release()
-                except RuntimeError as exc:
-                    if not unheld(exc):
-                        raise
+            # One read for all families, so that they agree, and with each
+            # node's serial, which tells a reset node (see _node_samples).
+            families = under_lock(
+                guard.lock,
+                lambda: self._families(self._collector._read_all_incarnations(events)),  # noqa: SLF001
+            )
         finally:
-            # Whatever happened once the read applied them.
             if events:
                 fire(events)
         return families
